@@ -1,0 +1,172 @@
+// The CPU backend of the ops interface, over kernels/cpu. Weights are used in place (the mmap
+// of the model file); activations live in a per-step arena whose buffers are reused every step.
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "engine/ops.h"
+#include "kernels/check.h"
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/matmul.h"
+#include "kernels/cpu/ops.h"
+#include "kernels/cpu/thread_pool.h"
+
+namespace kvasir {
+namespace {
+
+// Growable buffers handed out in call order. A model makes the same Alloc calls every step, so
+// after the first step of each shape no allocation happens.
+class StepArena {
+ public:
+  void Reset() { next_ = 0; }
+  float* Get(int64_t numel) {
+    if (next_ == buffers_.size()) buffers_.emplace_back();
+    Buffer& b = buffers_[next_++];
+    if (b.capacity < numel) {
+      b.data.reset(new (std::align_val_t{64}) float[numel]);
+      b.capacity = numel;
+    }
+    return b.data.get();
+  }
+
+ private:
+  struct AlignedDelete {
+    void operator()(float* p) const { ::operator delete[](p, std::align_val_t{64}); }
+  };
+  struct Buffer {
+    std::unique_ptr<float[], AlignedDelete> data;
+    int64_t capacity = 0;
+  };
+  std::vector<Buffer> buffers_;
+  size_t next_ = 0;
+};
+
+class CpuOps : public Ops {
+ public:
+  explicit CpuOps(int num_threads) : pool_(num_threads) {}
+
+  std::string Describe() const override {
+    return absl::StrCat("cpu (", cpu::DescribeKernels(), ", ", pool_.num_threads(), " threads)");
+  }
+
+  absl::StatusOr<Weight> Upload(const TensorView& t) override {
+    Weight w;
+    w.data = t.data;
+    w.dtype = t.dtype;
+    w.cols = t.shape.empty() ? 1 : t.shape.back();
+    w.rows = w.cols == 0 ? 0 : t.numel() / w.cols;
+    return w;
+  }
+
+  absl::StatusOr<Weight> UploadFloats(const std::vector<float>& values) override {
+    host_floats_.push_back(std::make_unique<std::vector<float>>(values));
+    Weight w;
+    w.data = host_floats_.back()->data();
+    w.rows = 1;
+    w.cols = static_cast<int64_t>(values.size());
+    return w;
+  }
+
+  absl::Status AllocateKvCache(const KvCacheSpec& spec) override {
+    kv_ = spec;
+    const size_t per_layer =
+        static_cast<size_t>(spec.num_blocks) * spec.block_size * spec.num_kv_heads * spec.head_dim;
+    k_cache_.assign(spec.num_layers, {});
+    v_cache_.assign(spec.num_layers, {});
+    for (int32_t l = 0; l < spec.num_layers; ++l) {
+      k_cache_[l].assign(per_layer, 0.0f);
+      v_cache_[l].assign(per_layer, 0.0f);
+    }
+    return absl::OkStatus();
+  }
+
+  void BeginStep(const StepBatch& batch) override {
+    batch_ = &batch;
+    arena_.Reset();
+  }
+
+  Tensor Alloc(int64_t rows, int64_t cols) override {
+    return {arena_.Get(rows * cols), rows, cols};
+  }
+
+  void Embedding(const Weight& table, Tensor out) override {
+    cpu::Embedding(table.data, table.dtype, table.cols, batch_->token_ids.data(), out.rows,
+                   out.data);
+  }
+
+  void RmsNorm(Tensor x, const Weight& w, float eps, Tensor out) override {
+    cpu::RmsNorm(x.data, static_cast<const float*>(w.data), x.rows, x.cols, eps, out.data, &pool_);
+  }
+
+  void MatMul(Tensor x, const Weight& w, const Weight* bias, Tensor out) override {
+    KV_DCHECK(w.cols == x.cols && w.rows == out.cols);
+    cpu::MatMul(x.data, x.rows, x.cols, w.data, w.dtype, w.rows,
+                bias ? static_cast<const float*>(bias->data) : nullptr, out.data, &pool_);
+  }
+
+  void Add(Tensor a, Tensor b) override { cpu::AddInPlace(a.data, b.data, a.numel()); }
+
+  void SiluMul(Tensor gate, Tensor up, Tensor out) override {
+    cpu::SiluMul(gate.data, up.data, gate.numel(), out.data);
+  }
+
+  void Rope(Tensor x, int32_t head_dim, int32_t rot_dim, const Weight& inv_freq,
+            bool interleaved) override {
+    cpu::Rope(x.data, x.rows, static_cast<int>(x.cols / head_dim), head_dim, rot_dim,
+              batch_->positions.data(), static_cast<const float*>(inv_freq.data),
+              interleaved ? cpu::RopeStyle::kInterleaved : cpu::RopeStyle::kNeox);
+  }
+
+  void Attention(int32_t layer, Tensor q, Tensor k, Tensor v, float scale, Tensor out) override {
+    float* kc = k_cache_[layer].data();
+    float* vc = v_cache_[layer].data();
+    cpu::WriteKvCache(k.data, v.data, k.rows, kv_.num_kv_heads, kv_.head_dim,
+                      batch_->slot_mapping.data(), kc, vc);
+    cpu::PagedAttentionArgs a;
+    a.q = q.data;
+    a.k_cache = kc;
+    a.v_cache = vc;
+    a.num_seqs = batch_->num_seqs();
+    a.num_heads = static_cast<int>(q.cols / kv_.head_dim);
+    a.num_kv_heads = kv_.num_kv_heads;
+    a.head_dim = kv_.head_dim;
+    a.block_size = kv_.block_size;
+    a.scale = scale;
+    a.query_start = batch_->query_start.data();
+    a.seq_lens = batch_->seq_lens.data();
+    a.block_table_indptr = batch_->block_table_indptr.data();
+    a.block_table = batch_->block_table.data();
+    a.out = out.data;
+    cpu::PagedAttention(a, &pool_);
+  }
+
+  void GatherLogitsRows(Tensor x, Tensor out) override {
+    for (int64_t i = 0; i < out.rows; ++i) {
+      std::memcpy(out.data + i * x.cols, x.data + batch_->logits_indices[i] * x.cols,
+                  x.cols * sizeof(float));
+    }
+  }
+
+  void CopyToHost(Tensor x, float* host) override {
+    std::memcpy(host, x.data, x.numel() * sizeof(float));
+  }
+
+ private:
+  cpu::ThreadPool pool_;
+  StepArena arena_;
+  const StepBatch* batch_ = nullptr;
+  KvCacheSpec kv_;
+  std::vector<std::vector<float>> k_cache_, v_cache_;  // per layer
+  std::vector<std::unique_ptr<std::vector<float>>> host_floats_;
+};
+
+}  // namespace
+
+std::unique_ptr<Ops> MakeCpuOps(int num_threads) {
+  if (num_threads <= 0) num_threads = static_cast<int>(std::thread::hardware_concurrency());
+  return std::make_unique<CpuOps>(num_threads < 1 ? 1 : num_threads);
+}
+
+}  // namespace kvasir

@@ -1,0 +1,355 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "engine/model_loader.h"
+#include "engine/model_runner.h"
+#include "engine/sampler.h"
+#include "engine/util/status_macros.h"
+#include "kernels/check.h"
+#include "kernels/cpu/cpu_features.h"
+#include "scheduler/scheduler.h"
+
+namespace kvasir {
+
+const char* FinishReasonName(FinishReason r) {
+  switch (r) {
+    case FinishReason::kNone: return "none";
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kAbort: return "abort";
+    case FinishReason::kError: return "error";
+  }
+  return "?";
+}
+
+namespace {
+
+constexpr int64_t kDefaultMaxModelLen = 8192;
+constexpr int64_t kMaxDefaultKvBytes = int64_t{2} << 30;
+
+// A request between Submit and the loop picking it up.
+struct Pending {
+  EngineRequest request;
+  std::shared_ptr<RequestSink> sink;
+};
+
+// Per-request state owned by the loop thread.
+struct Live {
+  EngineRequest request;
+  std::shared_ptr<RequestSink> sink;
+  std::unique_ptr<IncrementalDetokenizer> detokenizer;  // null without a tokenizer
+  uint64_t seed = 0;
+};
+
+}  // namespace
+
+class Engine::Impl {
+ public:
+  absl::Status Init(const EngineOptions& options);
+  ~Impl() { Shutdown(); }
+
+  absl::Status Submit(EngineRequest request, std::shared_ptr<RequestSink> sink);
+  void Abort(const std::string& id);
+  void Shutdown();
+
+  ModelInfo info;
+  LoadedModel model;
+
+ private:
+  absl::Status Validate(const EngineRequest& r) const;
+  void Loop();
+  void Admit(std::vector<Pending>& pending);
+  void Step();
+  // Sends the final output and forgets the request.
+  void Finish(uint64_t uid, FinishReason reason, RequestOutput out);
+
+  EngineOptions options_;
+  std::unique_ptr<ModelRunner> runner_;
+  std::unique_ptr<BlockManager> blocks_;
+  std::unique_ptr<Scheduler> scheduler_;
+  Sampler sampler_;
+  absl::flat_hash_set<int32_t> stop_ids_;
+
+  // Shared with Submit/Abort callers.
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::vector<Pending> inbox_;          // guarded by mu_
+  std::vector<std::string> aborts_;     // guarded by mu_
+  absl::flat_hash_set<std::string> live_ids_;  // guarded by mu_: submitted, not yet finished
+  bool stopping_ = false;               // guarded by mu_
+  std::random_device entropy_;          // guarded by mu_: seeds for unseeded requests
+
+  // Loop thread only.
+  uint64_t next_uid_ = 1;
+  absl::flat_hash_map<uint64_t, Live> live_;
+  absl::flat_hash_map<std::string, uint64_t> uid_by_id_;
+  std::thread thread_;
+};
+
+absl::Status Engine::Impl::Init(const EngineOptions& options) {
+  options_ = options;
+  KV_ASSIGN_OR_RETURN(model, LoadModel(options.model_path));
+  const ModelConfig& c = model.config;
+  int64_t max_len = std::min(c.max_position_embeddings, kDefaultMaxModelLen);
+  if (options.max_model_len > 0) max_len = std::min(options.max_model_len, c.max_position_embeddings);
+  if (max_len <= 0) max_len = kDefaultMaxModelLen;
+
+  RunnerOptions ro;
+  ro.num_threads = options.num_threads;
+  ro.block_size = options.block_size;
+  KvCacheSpec probe;  // bytes per token, to size the default pool
+  probe.num_layers = static_cast<int32_t>(c.num_layers);
+  probe.num_kv_heads = static_cast<int32_t>(c.num_kv_heads);
+  probe.head_dim = static_cast<int32_t>(c.head_dim);
+  ro.kv_cache_bytes = options.kv_cache_bytes > 0
+                          ? options.kv_cache_bytes
+                          : std::min(kMaxDefaultKvBytes, probe.bytes_per_token() * max_len *
+                                                             options.max_num_seqs);
+  KV_ASSIGN_OR_RETURN(runner_, ModelRunner::Create(c, *model.weights, ro));
+  const KvCacheSpec& kv = runner_->kv_spec();
+  blocks_ = std::make_unique<BlockManager>(kv.num_blocks, kv.block_size);
+  SchedulerConfig sc;
+  sc.max_num_seqs = options.max_num_seqs;
+  sc.max_batched_tokens = options.max_batched_tokens;
+  scheduler_ = std::make_unique<Scheduler>(sc, blocks_.get());
+
+  for (int64_t id : c.eos_token_ids) stop_ids_.insert(static_cast<int32_t>(id));
+  if (model.tokenizer) {
+    for (int32_t id : model.tokenizer->stop_ids()) stop_ids_.insert(id);
+  }
+  info.name = model.name;
+  info.architecture = c.architecture;
+  info.format = model.format;
+  if (auto q = model.weights->Get("model.layers.0.self_attn.q_proj.weight"); q.ok()) {
+    info.weight_dtype = std::string(DTypeName(q->dtype));
+  }
+  info.vocab_size = c.vocab_size;
+  info.max_model_len = max_len;
+  info.num_layers = c.num_layers;
+  info.hidden_size = c.hidden_size;
+  info.stop_ids.assign(stop_ids_.begin(), stop_ids_.end());
+  std::sort(info.stop_ids.begin(), info.stop_ids.end());
+  info.kernels = runner_->Describe();
+  thread_ = std::thread([this] { Loop(); });
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Impl::Validate(const EngineRequest& r) const {
+  if (r.prompt_ids.empty()) return absl::InvalidArgumentError("prompt is empty");
+  for (int32_t id : r.prompt_ids) {
+    if (id < 0 || id >= info.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("prompt token id ", id,
+                                                     " is outside the vocabulary [0, ",
+                                                     info.vocab_size, ")"));
+    }
+  }
+  if (r.max_tokens < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("max_tokens must be >= 1, got ", r.max_tokens));
+  }
+  const int64_t total = static_cast<int64_t>(r.prompt_ids.size()) + r.max_tokens;
+  if (total > info.max_model_len) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "prompt (", r.prompt_ids.size(), " tokens) + max_tokens (", r.max_tokens,
+        ") exceeds the context length of ", info.max_model_len, " tokens"));
+  }
+  if (blocks_->BlocksFor(total) > blocks_->num_blocks()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "prompt + max_tokens (", total, " tokens) can never fit the KV cache of ",
+        int64_t{blocks_->num_blocks()} * blocks_->block_size(), " tokens"));
+  }
+  const SamplingParams& s = r.sampling;
+  if (!std::isfinite(s.temperature) || s.temperature < 0.0f) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("temperature must be a finite number >= 0, got ", s.temperature));
+  }
+  if (!(s.top_p > 0.0f && s.top_p <= 1.0f)) {
+    return absl::InvalidArgumentError(absl::StrCat("top_p must be in (0, 1], got ", s.top_p));
+  }
+  if (s.top_k < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("top_k must be >= 0, got ", s.top_k));
+  }
+  for (int32_t id : r.stop_token_ids) {
+    if (id < 0 || id >= info.vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("stop_token_ids: id ", id, " is outside the vocabulary"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Impl::Submit(EngineRequest request, std::shared_ptr<RequestSink> sink) {
+  KV_RETURN_IF_ERROR(Validate(request));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return absl::FailedPreconditionError("the engine is shutting down");
+    if (!live_ids_.insert(request.id).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("request id '", request.id, "' is already in use"));
+    }
+    if (!request.sampling.seed.has_value()) {
+      request.sampling.seed = (uint64_t{entropy_()} << 32) | entropy_();
+    }
+    inbox_.push_back({std::move(request), std::move(sink)});
+  }
+  wake_.notify_one();
+  return absl::OkStatus();
+}
+
+void Engine::Impl::Abort(const std::string& id) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!live_ids_.contains(id)) return;
+    aborts_.push_back(id);
+  }
+  wake_.notify_one();
+}
+
+void Engine::Impl::Shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ && !thread_.joinable()) return;
+    stopping_ = true;
+  }
+  wake_.notify_one();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Engine::Impl::Loop() {
+  for (;;) {
+    std::vector<Pending> pending;
+    std::vector<std::string> aborts;
+    bool stopping;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      wake_.wait(lock, [&] {
+        return stopping_ || !inbox_.empty() || !aborts_.empty() || !live_.empty();
+      });
+      pending.swap(inbox_);
+      aborts.swap(aborts_);
+      stopping = stopping_;
+    }
+    Admit(pending);
+    for (const std::string& id : aborts) {
+      auto it = uid_by_id_.find(id);
+      if (it != uid_by_id_.end()) Finish(it->second, FinishReason::kAbort, {});
+    }
+    if (stopping) {
+      std::vector<uint64_t> uids;
+      for (const auto& [uid, live] : live_) uids.push_back(uid);
+      for (uint64_t uid : uids) Finish(uid, FinishReason::kAbort, {});
+      return;
+    }
+    if (!live_.empty()) Step();
+  }
+}
+
+void Engine::Impl::Admit(std::vector<Pending>& pending) {
+  for (Pending& p : pending) {
+    const uint64_t uid = next_uid_++;
+    auto seq = std::make_unique<Sequence>();
+    seq->uid = uid;
+    seq->id = p.request.id;
+    seq->tokens = p.request.prompt_ids;
+    seq->num_prompt_tokens = static_cast<int32_t>(p.request.prompt_ids.size());
+    seq->max_tokens = p.request.max_tokens;
+    seq->priority = p.request.priority;
+    seq->arrival = uid;
+    scheduler_->Add(std::move(seq));
+    Live live;
+    live.seed = *p.request.sampling.seed;
+    live.sink = std::move(p.sink);
+    if (model.tokenizer) {
+      live.detokenizer = std::make_unique<IncrementalDetokenizer>(*model.tokenizer);
+    }
+    live.request = std::move(p.request);
+    uid_by_id_[live.request.id] = uid;
+    live_.emplace(uid, std::move(live));
+  }
+}
+
+void Engine::Impl::Step() {
+  StepBatch batch = scheduler_->Schedule();
+  // Admission guarantees every request fits an empty pool, so a step with live requests and an
+  // empty batch would mean a scheduler bug.
+  KV_CHECK(!batch.empty()) << "no sequence could be scheduled";
+  const std::vector<float>& logits = runner_->Execute(batch);
+  scheduler_->CommitStep(batch);
+  const int64_t vocab = info.vocab_size;
+  int64_t row = 0;
+  for (const ScheduledSequence& ss : batch.seqs) {
+    if (!ss.samples) continue;
+    Live& live = live_.at(ss.uid);
+    Sequence* seq = scheduler_->Find(ss.uid);
+    const int32_t step = seq->num_generated();
+    const int32_t token = sampler_.Sample(logits.data() + row++ * vocab, vocab,
+                                          live.request.sampling, live.seed, step);
+    scheduler_->AppendToken(ss.uid, token);
+    RequestOutput out;
+    out.token_ids.push_back(token);
+    const bool stop =
+        (!live.request.ignore_eos && stop_ids_.contains(token)) ||
+        std::find(live.request.stop_token_ids.begin(), live.request.stop_token_ids.end(),
+                  token) != live.request.stop_token_ids.end();
+    if (live.detokenizer) out.text = live.detokenizer->Push(token);
+    if (stop || seq->num_generated() >= live.request.max_tokens) {
+      Finish(ss.uid, stop ? FinishReason::kStop : FinishReason::kLength, std::move(out));
+      continue;
+    }
+    out.usage.prompt_tokens = seq->num_prompt_tokens;
+    out.usage.completion_tokens = seq->num_generated();
+    live.sink->OnOutput(std::move(out));
+  }
+}
+
+void Engine::Impl::Finish(uint64_t uid, FinishReason reason, RequestOutput out) {
+  auto it = live_.find(uid);
+  KV_CHECK(it != live_.end());
+  Live& live = it->second;
+  if (const Sequence* seq = scheduler_->Find(uid)) {
+    out.usage.prompt_tokens = seq->num_prompt_tokens;
+    out.usage.completion_tokens = seq->num_generated();
+  }
+  if (live.detokenizer) out.text += live.detokenizer->Flush();
+  out.finish_reason = reason;
+  scheduler_->Remove(uid);
+  std::shared_ptr<RequestSink> sink = std::move(live.sink);
+  const std::string id = live.request.id;
+  uid_by_id_.erase(id);
+  live_.erase(it);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    live_ids_.erase(id);
+  }
+  sink->OnOutput(std::move(out));
+}
+
+// ---------------------------------------------------------------------------------------------
+
+Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Engine::~Engine() = default;
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  KV_RETURN_IF_ERROR(impl->Init(options));
+  return std::unique_ptr<Engine>(new Engine(std::move(impl)));
+}
+
+absl::Status Engine::Submit(EngineRequest request, std::shared_ptr<RequestSink> sink) {
+  return impl_->Submit(std::move(request), std::move(sink));
+}
+void Engine::Abort(const std::string& request_id) { impl_->Abort(request_id); }
+void Engine::Shutdown() { impl_->Shutdown(); }
+const ModelInfo& Engine::model_info() const { return impl_->info; }
+const Tokenizer* Engine::tokenizer() const { return impl_->model.tokenizer.get(); }
+
+}  // namespace kvasir

@@ -1,0 +1,76 @@
+// Engine: loads a model and runs the engine loop on a thread of its own.
+//
+// Threads: Submit/Abort are called from any thread (gRPC reactors, the CLI); they only validate and
+// enqueue, under one lock, and never wait for the loop. The loop thread owns the scheduler, the KV
+// cache and the model runner; it calls each request's RequestSink with its outputs.
+#ifndef KVASIR_ENGINE_ENGINE_H_
+#define KVASIR_ENGINE_ENGINE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/request.h"
+
+namespace kvasir {
+
+class Tokenizer;
+
+struct EngineOptions {
+  std::string model_path;          // GGUF file, or a directory (config.json + *.safetensors)
+  int num_threads = 0;             // CPU compute threads; 0 = all cores
+  int32_t max_num_seqs = 64;       // running sequences per step
+  int32_t max_batched_tokens = 2048;  // tokens computed per step (prefill chunks + decodes)
+  int32_t block_size = 16;         // tokens per KV block
+  int64_t kv_cache_bytes = 0;      // KV pool size; 0 = enough for max_num_seqs full contexts,
+                                   // capped at 2 GiB
+  int64_t max_model_len = 0;       // context limit; 0 = the model's, capped at 8192
+};
+
+struct ModelInfo {
+  std::string name;                // file or directory name
+  std::string architecture;        // e.g. LlamaForCausalLM
+  std::string format;              // "gguf" or "safetensors"
+  std::string weight_dtype;        // e.g. Q4_1
+  int64_t vocab_size = 0;
+  int64_t max_model_len = 0;       // the effective context limit (prompt + generated tokens)
+  int64_t num_layers = 0;
+  int64_t hidden_size = 0;
+  std::vector<int32_t> stop_ids;   // tokens that end a request unless ignore_eos
+  std::string kernels;             // the CPU ISA the kernels dispatched to
+};
+
+class Engine {
+ public:
+  // Loads the model and starts the loop thread. Errors name the file and what is wrong.
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(const EngineOptions& options);
+  // Stops the loop; every request still live gets a final output (kAbort).
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Validates and enqueues. On OK the sink receives one or more outputs, the last one final.
+  // InvalidArgument naming the field: empty prompt, token id outside the vocabulary, max_tokens < 1,
+  // prompt + max_tokens longer than max_model_len, bad sampling values, duplicate id.
+  // FailedPrecondition after Shutdown.
+  absl::Status Submit(EngineRequest request, std::shared_ptr<RequestSink> sink);
+  // Ends the request with kAbort within one step. Unknown or finished ids are ignored.
+  void Abort(const std::string& request_id);
+  // Stops accepting, aborts everything live, joins the loop. Idempotent.
+  void Shutdown();
+
+  const ModelInfo& model_info() const;
+  // Null when the model has no tokenizer files (a bare safetensors directory).
+  const Tokenizer* tokenizer() const;
+
+ private:
+  class Impl;
+  explicit Engine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kvasir
+
+#endif  // KVASIR_ENGINE_ENGINE_H_

@@ -1,0 +1,84 @@
+// The shape of a model, from a Hugging Face config.json or from GGUF metadata, and what derives
+// from it (RoPE inverse frequencies). Supported: LlamaForCausalLM, Qwen2ForCausalLM,
+// Qwen3ForCausalLM.
+#ifndef KVASIR_ENGINE_MODEL_CONFIG_H_
+#define KVASIR_ENGINE_MODEL_CONFIG_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace kvasir {
+
+class GgufFile;
+
+enum class RopeLayout {
+  kNeox,         // HF rotate-half: pairs (i, i + rotary_dim / 2)
+  kInterleaved,  // GGUF llama (Q/K rows permuted by llama.cpp's converter): pairs (2i, 2i + 1)
+};
+
+struct RopeScaling {
+  std::string type;  // "" (none), "llama3", "linear", "yarn"; "dynamic" is rejected
+  double factor = 1;
+  double low_freq_factor = 1;                    // llama3
+  double high_freq_factor = 4;                   // llama3
+  int64_t original_max_position_embeddings = 0;  // llama3, yarn
+  double beta_fast = 32;                         // yarn
+  double beta_slow = 1;                          // yarn
+  // yarn: cos and sin are multiplied by this (transformers' attention_factor); 1 otherwise.
+  double attention_factor = 1;
+};
+
+struct ModelConfig {
+  std::string architecture;  // "LlamaForCausalLM" | "Qwen2ForCausalLM" | "Qwen3ForCausalLM"
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t intermediate_size = 0;
+  int64_t num_layers = 0;
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;
+  int64_t rotary_dim = 0;  // head_dim * partial_rotary_factor; even, <= head_dim
+  int64_t max_position_embeddings = 0;
+  double rms_norm_eps = 1e-6;
+  double rope_theta = 10000;
+  RopeScaling rope_scaling;
+  // GGUF only: llama.cpp's rope_freqs.weight (Llama 3.x files); inverse frequency i is divided by
+  // element i. Empty when absent. Takes the place of rope_scaling "llama3".
+  std::vector<float> rope_freq_factors;
+  RopeLayout rope_layout = RopeLayout::kNeox;
+  bool tie_word_embeddings = false;
+  bool attention_bias = false;  // q, k, v projections have a bias
+  bool qk_norm = false;         // per-head RMSNorm of q and k (Qwen3)
+  std::optional<int64_t> bos_token_id;
+  std::vector<int64_t> eos_token_ids;  // config.json's eos_token_id may be an int or a list
+  std::string torch_dtype;             // "" when unknown (GGUF)
+};
+
+// The architectures above, for messages: "LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM".
+std::string SupportedArchitectures();
+
+// Reads a Hugging Face config.json. Defaults follow transformers (LlamaConfig, Qwen2Config,
+// Qwen3Config). NotFound when the file is absent; InvalidArgument naming the file and the key for
+// invalid JSON, an unknown architecture (listing the supported ones), a missing or ill-typed
+// required key, or inconsistent values (heads not dividing hidden_size or each other, odd head_dim,
+// unsupported rope_scaling).
+absl::StatusOr<ModelConfig> ParseHfConfig(const std::string& config_json_path);
+
+// The same from GGUF metadata (<arch>.* keys for llama, qwen2, qwen3) and the tensors present:
+// tie_word_embeddings when there is no output.weight, attention_bias when blk.0.attn_q.bias exists,
+// qk_norm when blk.0.attn_q_norm.weight exists; rope_layout kInterleaved for llama, kNeox for
+// qwen2/qwen3. Errors name the key and the file.
+absl::StatusOr<ModelConfig> ConfigFromGguf(const GgufFile& f);
+
+// RoPE inverse frequencies, rotary_dim / 2 of them: theta^(-2i / rotary_dim), then scaled as
+// transformers does for "linear", "llama3" (_compute_llama3_parameters) and "yarn", then divided by
+// rope_freq_factors when present.
+std::vector<float> RopeInvFreq(const ModelConfig& c);
+
+}  // namespace kvasir
+
+#endif  // KVASIR_ENGINE_MODEL_CONFIG_H_

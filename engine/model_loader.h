@@ -1,0 +1,38 @@
+// Opens a model from a path: a GGUF file (llama.cpp) or a Hugging Face directory
+// (config.json + *.safetensors [+ tokenizer.json]). Format is detected from the path.
+#ifndef KVASIR_ENGINE_MODEL_LOADER_H_
+#define KVASIR_ENGINE_MODEL_LOADER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "engine/model_config.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "engine/weights/weight_source.h"
+
+namespace kvasir {
+
+class GgufFile;
+
+struct LoadedModel {
+  std::string name;                        // file or directory name
+  std::string format;                      // "gguf" or "safetensors"
+  ModelConfig config;
+  std::unique_ptr<WeightSource> weights;
+  std::unique_ptr<Tokenizer> tokenizer;    // null for a directory without tokenizer.json
+};
+
+// NotFound naming the path when it does not exist; InvalidArgument/DataLoss naming the file and
+// what is wrong when it is not a readable model.
+absl::StatusOr<LoadedModel> LoadModel(const std::string& path);
+
+// The tokenizer alone: a GGUF file, a model directory, or a directory holding tokenizer.json.
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& path);
+
+// The tokenizer.ggml.* metadata of a GGUF file.
+absl::StatusOr<GgufVocab> ReadGgufVocab(const GgufFile& file);
+
+}  // namespace kvasir
+
+#endif  // KVASIR_ENGINE_MODEL_LOADER_H_

@@ -1,0 +1,48 @@
+// Runs a model on one device: owns the backend ops, the model's weights and the KV cache.
+// Used by the engine loop thread only.
+#ifndef KVASIR_ENGINE_MODEL_RUNNER_H_
+#define KVASIR_ENGINE_MODEL_RUNNER_H_
+
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/model_config.h"
+#include "engine/models/model.h"
+#include "engine/ops.h"
+#include "engine/weights/weight_source.h"
+#include "scheduler/batch.h"
+
+namespace kvasir {
+
+struct RunnerOptions {
+  int num_threads = 0;
+  int32_t block_size = 16;
+  int64_t kv_cache_bytes = 0;  // the whole pool; must hold at least one block
+};
+
+class ModelRunner {
+ public:
+  // Creates the model for config.architecture, uploads its weights (which must outlive the
+  // runner: the CPU backend reads them in place) and allocates the KV pool.
+  static absl::StatusOr<std::unique_ptr<ModelRunner>> Create(const ModelConfig& config,
+                                                            const WeightSource& weights,
+                                                            const RunnerOptions& options);
+
+  // Runs one step; returns the logits of batch.logits_indices, row-major [rows, vocab].
+  const std::vector<float>& Execute(const StepBatch& batch);
+
+  const KvCacheSpec& kv_spec() const { return kv_spec_; }
+  std::string Describe() const { return ops_->Describe(); }
+
+ private:
+  ModelRunner() = default;
+  std::unique_ptr<Ops> ops_;
+  std::unique_ptr<Model> model_;
+  KvCacheSpec kv_spec_;
+  std::vector<float> logits_;
+};
+
+}  // namespace kvasir
+
+#endif  // KVASIR_ENGINE_MODEL_RUNNER_H_

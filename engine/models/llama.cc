@@ -1,0 +1,135 @@
+// The Llama family: Llama-2/3 (incl. llama3 RoPE scaling) and SmolLM2, Qwen2 (q/k/v bias) and
+// Qwen3 (per-head q/k RMSNorm). One decoder, switched by config flags.
+#include <cmath>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "engine/models/model.h"
+#include "engine/util/status_macros.h"
+
+namespace kvasir {
+namespace {
+
+struct LayerWeights {
+  Weight input_norm, post_attention_norm;
+  Weight q, k, v, o, q_bias, k_bias, v_bias, q_norm, k_norm;
+  Weight gate, up, down;
+};
+
+class LlamaModel : public Model {
+ public:
+  explicit LlamaModel(const ModelConfig& config) : c_(config) {}
+
+  absl::Status Load(const WeightSource& w, Ops& ops) override {
+    const int64_t h = c_.hidden_size, q_dim = c_.num_heads * c_.head_dim,
+                  kv_dim = c_.num_kv_heads * c_.head_dim, ffn = c_.intermediate_size;
+    KV_ASSIGN_OR_RETURN(embed_, Fetch(w, ops, "model.embed_tokens.weight", {c_.vocab_size, h}));
+    KV_ASSIGN_OR_RETURN(final_norm_, Fetch(w, ops, "model.norm.weight", {h}));
+    if (c_.tie_word_embeddings && !w.Has("lm_head.weight")) {
+      lm_head_ = embed_;
+    } else {
+      KV_ASSIGN_OR_RETURN(lm_head_, Fetch(w, ops, "lm_head.weight", {c_.vocab_size, h}));
+    }
+    layers_.resize(c_.num_layers);
+    for (int64_t i = 0; i < c_.num_layers; ++i) {
+      const std::string p = absl::StrCat("model.layers.", i, ".");
+      LayerWeights& l = layers_[i];
+      KV_ASSIGN_OR_RETURN(l.input_norm, Fetch(w, ops, p + "input_layernorm.weight", {h}));
+      KV_ASSIGN_OR_RETURN(l.post_attention_norm,
+                          Fetch(w, ops, p + "post_attention_layernorm.weight", {h}));
+      KV_ASSIGN_OR_RETURN(l.q, Fetch(w, ops, p + "self_attn.q_proj.weight", {q_dim, h}));
+      KV_ASSIGN_OR_RETURN(l.k, Fetch(w, ops, p + "self_attn.k_proj.weight", {kv_dim, h}));
+      KV_ASSIGN_OR_RETURN(l.v, Fetch(w, ops, p + "self_attn.v_proj.weight", {kv_dim, h}));
+      KV_ASSIGN_OR_RETURN(l.o, Fetch(w, ops, p + "self_attn.o_proj.weight", {h, q_dim}));
+      if (c_.attention_bias) {
+        KV_ASSIGN_OR_RETURN(l.q_bias, Fetch(w, ops, p + "self_attn.q_proj.bias", {q_dim}));
+        KV_ASSIGN_OR_RETURN(l.k_bias, Fetch(w, ops, p + "self_attn.k_proj.bias", {kv_dim}));
+        KV_ASSIGN_OR_RETURN(l.v_bias, Fetch(w, ops, p + "self_attn.v_proj.bias", {kv_dim}));
+      }
+      if (c_.qk_norm) {
+        KV_ASSIGN_OR_RETURN(l.q_norm, Fetch(w, ops, p + "self_attn.q_norm.weight", {c_.head_dim}));
+        KV_ASSIGN_OR_RETURN(l.k_norm, Fetch(w, ops, p + "self_attn.k_norm.weight", {c_.head_dim}));
+      }
+      KV_ASSIGN_OR_RETURN(l.gate, Fetch(w, ops, p + "mlp.gate_proj.weight", {ffn, h}));
+      KV_ASSIGN_OR_RETURN(l.up, Fetch(w, ops, p + "mlp.up_proj.weight", {ffn, h}));
+      KV_ASSIGN_OR_RETURN(l.down, Fetch(w, ops, p + "mlp.down_proj.weight", {h, ffn}));
+    }
+    KV_ASSIGN_OR_RETURN(inv_freq_, ops.UploadFloats(RopeInvFreq(c_)));
+    return absl::OkStatus();
+  }
+
+  KvCacheSpec KvSpec() const override {
+    KvCacheSpec spec;
+    spec.num_layers = static_cast<int32_t>(c_.num_layers);
+    spec.num_kv_heads = static_cast<int32_t>(c_.num_kv_heads);
+    spec.head_dim = static_cast<int32_t>(c_.head_dim);
+    return spec;
+  }
+
+  Tensor Forward(const StepBatch& batch, Ops& ops) override {
+    const int64_t n = batch.num_tokens();
+    const int32_t hd = static_cast<int32_t>(c_.head_dim);
+    const float eps = static_cast<float>(c_.rms_norm_eps);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(c_.head_dim));
+    const bool interleaved = c_.rope_layout == RopeLayout::kInterleaved;
+    Tensor x = ops.Alloc(n, c_.hidden_size);
+    Tensor h = ops.Alloc(n, c_.hidden_size);
+    Tensor q = ops.Alloc(n, c_.num_heads * hd);
+    Tensor k = ops.Alloc(n, c_.num_kv_heads * hd);
+    Tensor v = ops.Alloc(n, c_.num_kv_heads * hd);
+    Tensor attn = ops.Alloc(n, c_.num_heads * hd);
+    Tensor gate = ops.Alloc(n, c_.intermediate_size);
+    Tensor up = ops.Alloc(n, c_.intermediate_size);
+    ops.Embedding(embed_, x);
+    for (int32_t i = 0; i < static_cast<int32_t>(layers_.size()); ++i) {
+      const LayerWeights& l = layers_[i];
+      ops.RmsNorm(x, l.input_norm, eps, h);
+      ops.MatMul(h, l.q, Bias(l.q_bias), q);
+      ops.MatMul(h, l.k, Bias(l.k_bias), k);
+      ops.MatMul(h, l.v, Bias(l.v_bias), v);
+      if (c_.qk_norm) {
+        ops.RmsNorm(q.View(hd), l.q_norm, eps, q.View(hd));
+        ops.RmsNorm(k.View(hd), l.k_norm, eps, k.View(hd));
+      }
+      ops.Rope(q, hd, static_cast<int32_t>(c_.rotary_dim), inv_freq_, interleaved);
+      ops.Rope(k, hd, static_cast<int32_t>(c_.rotary_dim), inv_freq_, interleaved);
+      ops.Attention(i, q, k, v, scale, attn);
+      ops.MatMul(attn, l.o, nullptr, h);
+      ops.Add(x, h);
+      ops.RmsNorm(x, l.post_attention_norm, eps, h);
+      ops.MatMul(h, l.gate, nullptr, gate);
+      ops.MatMul(h, l.up, nullptr, up);
+      ops.SiluMul(gate, up, gate);
+      ops.MatMul(gate, l.down, nullptr, h);
+      ops.Add(x, h);
+    }
+    // Only the rows that sample need the final norm and the (large) LM head.
+    const int64_t m = static_cast<int64_t>(batch.logits_indices.size());
+    Tensor last = ops.Alloc(m, c_.hidden_size);
+    ops.GatherLogitsRows(x, last);
+    ops.RmsNorm(last, final_norm_, eps, last);
+    Tensor logits = ops.Alloc(m, c_.vocab_size);
+    ops.MatMul(last, lm_head_, nullptr, logits);
+    return logits;
+  }
+
+ private:
+  static const Weight* Bias(const Weight& b) { return b.empty() ? nullptr : &b; }
+
+  static absl::StatusOr<Weight> Fetch(const WeightSource& w, Ops& ops, const std::string& name,
+                                      std::vector<int64_t> shape) {
+    KV_ASSIGN_OR_RETURN(TensorView t, GetChecked(w, name, shape));
+    return ops.Upload(t);
+  }
+
+  ModelConfig c_;
+  Weight embed_, final_norm_, lm_head_, inv_freq_;
+  std::vector<LayerWeights> layers_;
+};
+
+KVASIR_REGISTER_MODEL("LlamaForCausalLM", LlamaModel);
+KVASIR_REGISTER_MODEL("Qwen2ForCausalLM", LlamaModel);
+KVASIR_REGISTER_MODEL("Qwen3ForCausalLM", LlamaModel);
+
+}  // namespace
+}  // namespace kvasir

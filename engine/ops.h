@@ -1,0 +1,98 @@
+// The model <-> device seam: the ops model code is written against. Each backend (CPU now, CUDA
+// later) implements them; model code never names a device.
+//
+// Activations are row-major 2-D float tensors in the backend's memory, allocated from a
+// per-step arena (Alloc), valid until the next BeginStep. Weights are uploaded once (Upload).
+#ifndef KVASIR_ENGINE_OPS_H_
+#define KVASIR_ENGINE_OPS_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/weights/weight_source.h"
+#include "kernels/dtype.h"
+#include "scheduler/batch.h"
+
+namespace kvasir {
+
+// A [rows, cols] float32 activation, contiguous, owned by the backend's step arena.
+struct Tensor {
+  float* data = nullptr;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  int64_t numel() const { return rows * cols; }
+  // The same memory seen as [numel / cols, cols]; numel must divide.
+  Tensor View(int64_t new_cols) const { return {data, numel() / new_cols, new_cols}; }
+};
+
+// A weight in backend memory: a matrix [rows, cols] (a linear layer is [out, in]) or a vector
+// (rows == 1). Quantized rows use the GGML block layouts of kernels/dtype.h.
+struct Weight {
+  const void* data = nullptr;
+  DType dtype = DType::kF32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  bool empty() const { return data == nullptr; }
+};
+
+// Geometry of the paged KV cache: one pool, every layer, blocks of block_size token slots.
+struct KvCacheSpec {
+  int32_t num_layers = 0;
+  int32_t num_blocks = 0;
+  int32_t block_size = 16;
+  int32_t num_kv_heads = 0;
+  int32_t head_dim = 0;
+  // K and V, every layer, float32.
+  int64_t bytes_per_token() const {
+    return int64_t{2} * num_layers * num_kv_heads * head_dim * sizeof(float);
+  }
+};
+
+class Ops {
+ public:
+  virtual ~Ops() = default;
+  virtual std::string Describe() const = 0;
+
+  // Weights: copies or maps a loaded tensor into backend memory, as a [rows, cols] weight.
+  virtual absl::StatusOr<Weight> Upload(const TensorView& t) = 0;
+  virtual absl::Status AllocateKvCache(const KvCacheSpec& spec) = 0;
+
+  // Per step: resets the arena and makes the batch's index arrays visible to the device.
+  virtual void BeginStep(const StepBatch& batch) = 0;
+  virtual Tensor Alloc(int64_t rows, int64_t cols) = 0;
+
+  // out[t] = table[batch.token_ids[t]]
+  virtual void Embedding(const Weight& table, Tensor out) = 0;
+  // out = x / rms(x) * w, row by row (w has x.cols entries). out may be x.
+  virtual void RmsNorm(Tensor x, const Weight& w, float eps, Tensor out) = 0;
+  // out = x * W^T (+ bias). W is [out.cols, x.cols].
+  virtual void MatMul(Tensor x, const Weight& w, const Weight* bias, Tensor out) = 0;
+  // a += b
+  virtual void Add(Tensor a, Tensor b) = 0;
+  // out = silu(gate) * up, elementwise. out may be gate.
+  virtual void SiluMul(Tensor gate, Tensor up, Tensor out) = 0;
+  // Rotates the first rot_dim dims of each head of x ([tokens, heads * head_dim]) by the batch
+  // positions. inv_freq has rot_dim / 2 entries (backend memory, from UploadFloats).
+  virtual void Rope(Tensor x, int32_t head_dim, int32_t rot_dim, const Weight& inv_freq,
+                    bool interleaved) = 0;
+  // Writes k, v ([tokens, kv_heads * head_dim]) into the layer's cache at the batch slots, then
+  // out = causal paged attention of q ([tokens, heads * head_dim]) over each sequence's context.
+  virtual void Attention(int32_t layer, Tensor q, Tensor k, Tensor v, float scale,
+                         Tensor out) = 0;
+  // out[i] = x[batch.logits_indices[i]]
+  virtual void GatherLogitsRows(Tensor x, Tensor out) = 0;
+  // Copies a tensor to host memory (logits for the sampler).
+  virtual void CopyToHost(Tensor x, float* host) = 0;
+  // Uploads a small host float vector (e.g. RoPE inverse frequencies) as a 1 x n weight.
+  virtual absl::StatusOr<Weight> UploadFloats(const std::vector<float>& values) = 0;
+};
+
+// The CPU backend (kernels/cpu), num_threads compute threads (0 = all cores).
+std::unique_ptr<Ops> MakeCpuOps(int num_threads);
+
+}  // namespace kvasir
+
+#endif  // KVASIR_ENGINE_OPS_H_

@@ -1,0 +1,61 @@
+// The engine <-> server seam: what a request is, what flows back, and who calls what on which thread.
+// No protobuf, JSON or HTTP types here; server/ translates its API shapes to and from these.
+#ifndef KVASIR_ENGINE_REQUEST_H_
+#define KVASIR_ENGINE_REQUEST_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace kvasir {
+
+struct SamplingParams {
+  float temperature = 0.0f;     // 0 = greedy (argmax, lowest id on ties)
+  int32_t top_k = 0;            // 0 = no top-k filter
+  float top_p = 1.0f;           // 1 = no nucleus filter
+  std::optional<uint64_t> seed; // set: the request's samples depend on it alone, not on the batch
+};
+
+struct EngineRequest {
+  std::string id;                   // unique among live requests; Submit rejects a duplicate
+  std::vector<int32_t> prompt_ids;  // already tokenized (special tokens included as wanted)
+  int32_t max_tokens = 16;          // >= 1; prompt + max_tokens must fit the context
+  SamplingParams sampling;
+  bool ignore_eos = false;          // true: the model's stop tokens do not end the request
+  std::vector<int32_t> stop_token_ids;  // extra ids that end the request
+  int32_t priority = 0;             // lower runs first (used by the scheduler)
+};
+
+enum class FinishReason { kNone, kStop, kLength, kAbort, kError };
+const char* FinishReasonName(FinishReason r);
+
+struct Usage {
+  int32_t prompt_tokens = 0;
+  int32_t completion_tokens = 0;
+  int32_t cached_prompt_tokens = 0;
+};
+
+// One message to the client: what is new since the previous one. The last message of every
+// accepted request has finish_reason != kNone (and error set when kError). Exactly one such.
+struct RequestOutput {
+  std::vector<int32_t> token_ids;  // tokens generated since the previous output
+  std::string text;                // text completed since the previous output (whole UTF-8 only)
+  FinishReason finish_reason = FinishReason::kNone;
+  absl::Status error;              // the reason for kError
+  Usage usage;                     // cumulative
+};
+
+// Receives a request's outputs. Called on the engine thread, in order: an implementation must
+// return quickly and never block (queue the output and wake the network side).
+class RequestSink {
+ public:
+  virtual ~RequestSink() = default;
+  virtual void OnOutput(RequestOutput output) = 0;
+};
+
+}  // namespace kvasir
+
+#endif  // KVASIR_ENGINE_REQUEST_H_

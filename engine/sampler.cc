@@ -1,0 +1,80 @@
+#include "engine/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/cpu/ops.h"
+
+namespace kvasir {
+namespace {
+
+uint64_t SplitMix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+bool Greater(const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
+  return a.first > b.first || (a.first == b.first && a.second < b.second);
+}
+
+}  // namespace
+
+double Sampler::Uniform(uint64_t seed, uint64_t step) {
+  const uint64_t bits = SplitMix64(SplitMix64(seed) ^ SplitMix64(step + 0x632be59bd9b4e019ull));
+  return static_cast<double>(bits >> 11) * 0x1.0p-53;
+}
+
+int32_t Sampler::Sample(const float* logits, int64_t vocab, const SamplingParams& params,
+                        uint64_t seed, uint64_t step) {
+  if (params.temperature <= 0.0f || params.top_k == 1) {
+    return static_cast<int32_t>(cpu::Argmax(logits, vocab));
+  }
+  candidates_.resize(vocab);
+  for (int64_t i = 0; i < vocab; ++i) candidates_[i] = {logits[i], static_cast<int32_t>(i)};
+  // Top-k: keep the k largest logits (all when top_k is 0).
+  if (params.top_k > 0 && params.top_k < vocab) {
+    std::nth_element(candidates_.begin(), candidates_.begin() + params.top_k, candidates_.end(),
+                     Greater);
+    candidates_.resize(params.top_k);
+  }
+  // Unnormalised probabilities exp((l - max) / T), in place of the logits.
+  float max_logit = candidates_[0].first;
+  for (const auto& c : candidates_) max_logit = std::max(max_logit, c.first);
+  const float inv_t = 1.0f / params.temperature;
+  double total = 0.0;
+  for (auto& c : candidates_) {
+    c.first = std::exp((c.first - max_logit) * inv_t);
+    total += c.first;
+  }
+  // Top-p: the smallest most-likely prefix holding top_p of the mass. Sorting a growing prefix
+  // avoids sorting the whole vocabulary when the distribution is peaked (the usual case).
+  if (params.top_p < 1.0f) {
+    const double target = params.top_p * total;
+    const int64_t size = static_cast<int64_t>(candidates_.size());
+    int64_t sorted = std::min<int64_t>(64, size);
+    for (;;) {
+      std::partial_sort(candidates_.begin(), candidates_.begin() + sorted, candidates_.end(),
+                        Greater);
+      double mass = 0.0;
+      int64_t cut = 0;
+      while (cut < sorted && mass < target) mass += candidates_[cut++].first;
+      if (mass >= target || sorted == size) {
+        candidates_.resize(cut);
+        total = mass;
+        break;
+      }
+      sorted = std::min(size, sorted * 4);
+    }
+  }
+  const double r = Uniform(seed, step) * total;
+  double acc = 0.0;
+  for (const auto& c : candidates_) {
+    acc += c.first;
+    if (r < acc) return c.second;
+  }
+  return candidates_.back().second;  // r within rounding of total
+}
+
+}  // namespace kvasir

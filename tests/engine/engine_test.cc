@@ -1,0 +1,215 @@
+// The engine loop's contract: validation, abort, shutdown, batch invariance, seeded sampling.
+#include "engine/engine.h"
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "engine/model_loader.h"
+#include "gtest/gtest.h"
+#include "tests/engine/test_util.h"
+
+namespace kvasir {
+namespace {
+
+using testing::CollectingSink;
+using testing::FixturePath;
+
+std::unique_ptr<Engine> TinyEngine(int32_t max_batched_tokens = 64) {
+  EngineOptions o;
+  o.model_path = FixturePath("models/llama_tiny");
+  o.num_threads = 2;
+  o.block_size = 4;
+  o.max_batched_tokens = max_batched_tokens;
+  auto e = Engine::Create(o);
+  EXPECT_TRUE(e.ok()) << e.status();
+  return e.ok() ? std::move(*e) : nullptr;
+}
+
+EngineRequest Request(const std::string& id, std::vector<int32_t> prompt, int32_t max_tokens) {
+  EngineRequest r;
+  r.id = id;
+  r.prompt_ids = std::move(prompt);
+  r.max_tokens = max_tokens;
+  r.ignore_eos = true;
+  return r;
+}
+
+RequestOutput RunAlone(Engine& e, EngineRequest r) {
+  auto sink = std::make_shared<CollectingSink>();
+  EXPECT_TRUE(e.Submit(std::move(r), sink).ok());
+  return sink->Wait();
+}
+
+TEST(EngineTest, SubmitRejectsInvalidRequestsWithMessagesNamingTheField) {
+  auto e = TinyEngine();
+  ASSERT_NE(e, nullptr);
+  auto sink = std::make_shared<CollectingSink>();
+  struct Bad {
+    EngineRequest r;
+    std::string needle;
+  };
+  std::vector<Bad> bad;
+  bad.push_back({Request("a", {}, 4), "prompt is empty"});
+  bad.push_back({Request("b", {1, 100000}, 4), "100000"});
+  bad.push_back({Request("c", {1, -3}, 4), "-3"});
+  bad.push_back({Request("d", {1, 2}, 0), "max_tokens"});
+  bad.push_back({Request("e", {1, 2}, 1000000000), "context length"});
+  bad.push_back({Request("f", std::vector<int32_t>(600, 5), 1), "context length"});
+  Bad nan_t{Request("g", {1, 2}, 4), "temperature"};
+  nan_t.r.sampling.temperature = std::nanf("");
+  bad.push_back(nan_t);
+  Bad neg_t{Request("h", {1, 2}, 4), "temperature"};
+  neg_t.r.sampling.temperature = -1.0f;
+  bad.push_back(neg_t);
+  Bad top_p{Request("i", {1, 2}, 4), "top_p"};
+  top_p.r.sampling.top_p = 0.0f;
+  bad.push_back(top_p);
+  Bad top_k{Request("j", {1, 2}, 4), "top_k"};
+  top_k.r.sampling.top_k = -2;
+  bad.push_back(top_k);
+  for (Bad& b : bad) {
+    absl::Status s = e->Submit(b.r, sink);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << b.needle << ": " << s;
+    EXPECT_NE(s.message().find(b.needle), std::string::npos) << s;
+  }
+  EXPECT_EQ(sink->num_outputs(), 0);
+  // The engine still serves.
+  RequestOutput ok = RunAlone(*e, Request("ok", {1, 2, 3}, 3));
+  EXPECT_EQ(ok.token_ids.size(), 3u);
+}
+
+TEST(EngineTest, DuplicateLiveRequestIdIsRejected) {
+  auto e = TinyEngine();
+  ASSERT_NE(e, nullptr);
+  auto sink = std::make_shared<CollectingSink>();
+  ASSERT_TRUE(e->Submit(Request("same", {1, 2}, 200), sink).ok());
+  absl::Status dup = e->Submit(Request("same", {1, 2}, 2), std::make_shared<CollectingSink>());
+  EXPECT_EQ(dup.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(dup.message().find("same"), std::string::npos);
+  e->Abort("same");
+  sink->Wait();
+}
+
+TEST(EngineTest, AbortEndsTheRequestWithAbortAndUsage) {
+  auto e = TinyEngine();
+  ASSERT_NE(e, nullptr);
+  auto sink = std::make_shared<CollectingSink>();
+  ASSERT_TRUE(e->Submit(Request("long", {1, 2, 3}, 400), sink).ok());
+  e->Abort("long");
+  RequestOutput out = sink->Wait();
+  EXPECT_EQ(out.finish_reason, FinishReason::kAbort);
+  EXPECT_LT(out.token_ids.size(), 400u);
+  EXPECT_EQ(out.usage.prompt_tokens, 3);
+  e->Abort("long");     // finished: ignored
+  e->Abort("unknown");  // never existed: ignored
+}
+
+TEST(EngineTest, ShutdownGivesEveryLiveRequestAFinalOutput) {
+  auto e = TinyEngine();
+  ASSERT_NE(e, nullptr);
+  std::vector<std::shared_ptr<CollectingSink>> sinks;
+  for (int i = 0; i < 5; ++i) {
+    sinks.push_back(std::make_shared<CollectingSink>());
+    ASSERT_TRUE(e->Submit(Request("s" + std::to_string(i), {1, 2, 3}, 400), sinks.back()).ok());
+  }
+  e->Shutdown();
+  for (auto& s : sinks) EXPECT_EQ(s->Wait().finish_reason, FinishReason::kAbort);
+  EXPECT_EQ(e->Submit(Request("late", {1}, 1), sinks[0]).code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+// Batch invariance: a request's greedy output does not depend on what else runs with it or how
+// its prompt is chunked.
+TEST(EngineTest, GreedyOutputIsTheSameAloneAndInAMixedChunkedBatch) {
+  auto alone = TinyEngine(/*max_batched_tokens=*/512);
+  auto mixed = TinyEngine(/*max_batched_tokens=*/7);
+  ASSERT_NE(alone, nullptr);
+  ASSERT_NE(mixed, nullptr);
+  std::mt19937 rng(7);
+  std::vector<EngineRequest> reqs;
+  for (int i = 0; i < 12; ++i) {
+    std::vector<int32_t> prompt(1 + rng() % 40);
+    for (auto& t : prompt) t = rng() % 384;
+    reqs.push_back(Request("m" + std::to_string(i), prompt, 1 + rng() % 20));
+  }
+  std::vector<std::shared_ptr<CollectingSink>> sinks;
+  for (const auto& r : reqs) {
+    sinks.push_back(std::make_shared<CollectingSink>());
+    ASSERT_TRUE(mixed->Submit(r, sinks.back()).ok());
+  }
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    EXPECT_EQ(sinks[i]->Wait().token_ids, RunAlone(*alone, reqs[i]).token_ids) << "request " << i;
+  }
+}
+
+TEST(EngineTest, SeededSamplingIsReproducibleWhateverElseIsInTheBatch) {
+  auto e = TinyEngine();
+  ASSERT_NE(e, nullptr);
+  EngineRequest r = Request("seeded", {5, 6, 7}, 24);
+  r.sampling.temperature = 1.0f;
+  r.sampling.top_p = 0.9f;
+  r.sampling.seed = 1234;
+  const RequestOutput first = RunAlone(*e, r);
+  // Again, with other requests around it.
+  std::vector<std::shared_ptr<CollectingSink>> others;
+  for (int i = 0; i < 4; ++i) {
+    EngineRequest o = Request("other" + std::to_string(i), {9, 8, 7, 6}, 30);
+    o.sampling.temperature = 0.8f;
+    others.push_back(std::make_shared<CollectingSink>());
+    ASSERT_TRUE(e->Submit(o, others.back()).ok());
+  }
+  r.id = "seeded-again";
+  EXPECT_EQ(RunAlone(*e, r).token_ids, first.token_ids);
+  r.id = "seeded-other-seed";
+  r.sampling.seed = 99;
+  EXPECT_NE(RunAlone(*e, r).token_ids, first.token_ids);
+  for (auto& o : others) o->Wait();
+}
+
+TEST(ModelLoaderTest, MissingTruncatedAndCorruptFilesGiveErrorsNamingTheFile) {
+  const std::string dir = ::testing::TempDir() + "/kvasir_bad_models";
+  std::filesystem::create_directories(dir);
+  auto missing = LoadModel(dir + "/nope.gguf");
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(missing.status().message().find("nope.gguf"), std::string::npos);
+
+  const std::string corrupt = dir + "/corrupt.gguf";
+  {
+    std::ofstream out(corrupt, std::ios::binary);
+    out << "GGUF";
+    std::mt19937 rng(3);
+    for (int i = 0; i < 4096; ++i) out.put(static_cast<char>(rng()));
+  }
+  auto c = LoadModel(corrupt);
+  EXPECT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("corrupt.gguf"), std::string::npos) << c.status();
+
+  const std::string not_gguf = dir + "/text.bin";
+  std::ofstream(not_gguf) << "hello, not a model";
+  auto t = LoadModel(not_gguf);
+  EXPECT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("text.bin"), std::string::npos) << t.status();
+
+  auto empty_dir = LoadModel(dir);
+  EXPECT_FALSE(empty_dir.ok());
+  EXPECT_NE(empty_dir.status().message().find("config.json"), std::string::npos)
+      << empty_dir.status();
+
+  const std::string model = testing::DefaultModelPath();
+  if (model.empty()) GTEST_SKIP() << "default model not fetched (run tools/setup.sh)";
+  const std::string truncated = dir + "/truncated.gguf";
+  {
+    std::ifstream in(model, std::ios::binary);
+    std::vector<char> head(1 << 20);
+    in.read(head.data(), head.size());
+    std::ofstream(truncated, std::ios::binary).write(head.data(), in.gcount());
+  }
+  auto tr = LoadModel(truncated);
+  EXPECT_FALSE(tr.ok());
+  EXPECT_NE(tr.status().message().find("truncated.gguf"), std::string::npos) << tr.status();
+}
+
+}  // namespace
+}  // namespace kvasir

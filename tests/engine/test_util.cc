@@ -1,0 +1,62 @@
+#include "tests/engine/test_util.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+namespace kvasir::testing {
+
+std::string FixturePath(const std::string& relative) {
+  return std::string(KVASIR_FIXTURES_DIR) + "/" + relative;
+}
+
+nlohmann::json ReadJson(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot open " + path);
+  return nlohmann::json::parse(in);
+}
+
+std::string DefaultModelPath() {
+  std::string path;
+  if (const char* env = std::getenv("KVASIR_DEFAULT_MODEL")) {
+    path = env;
+  } else {
+    std::string cache;
+    if (const char* c = std::getenv("KVASIR_CACHE")) {
+      cache = c;
+    } else if (const char* x = std::getenv("XDG_CACHE_HOME")) {
+      cache = std::string(x) + "/kvasir";
+    } else if (const char* h = std::getenv("HOME")) {
+      cache = std::string(h) + "/.cache/kvasir";
+    }
+    path = cache + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+  }
+  return std::filesystem::exists(path) ? path : "";
+}
+
+void CollectingSink::OnOutput(RequestOutput output) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++num_outputs_;
+  all_.token_ids.insert(all_.token_ids.end(), output.token_ids.begin(), output.token_ids.end());
+  all_.text += output.text;
+  all_.usage = output.usage;
+  if (output.finish_reason != FinishReason::kNone) {
+    all_.finish_reason = output.finish_reason;
+    all_.error = output.error;
+    done_ = true;
+    cv_.notify_all();
+  }
+}
+
+RequestOutput CollectingSink::Wait() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return done_; });
+  return all_;
+}
+
+int CollectingSink::num_outputs() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return num_outputs_;
+}
+
+}  // namespace kvasir::testing

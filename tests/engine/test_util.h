@@ -1,0 +1,38 @@
+// Helpers shared by the engine tests.
+#ifndef KVASIR_TESTS_ENGINE_TEST_UTIL_H_
+#define KVASIR_TESTS_ENGINE_TEST_UTIL_H_
+
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+#include "nlohmann/json.hpp"
+
+namespace kvasir::testing {
+
+std::string FixturePath(const std::string& relative);
+nlohmann::json ReadJson(const std::string& path);
+// The default SmolLM2 GGUF (KVASIR_DEFAULT_MODEL or the setup script's cache); empty if absent.
+std::string DefaultModelPath();
+
+// Collects a request's outputs; Wait() blocks until the final one.
+class CollectingSink : public RequestSink {
+ public:
+  void OnOutput(RequestOutput output) override;
+  // Waits for the final output; returns it with all token ids and text concatenated.
+  RequestOutput Wait();
+  int num_outputs();
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  RequestOutput all_;
+  int num_outputs_ = 0;
+  bool done_ = false;
+};
+
+}  // namespace kvasir::testing
+
+#endif  // KVASIR_TESTS_ENGINE_TEST_UTIL_H_

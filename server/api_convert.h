@@ -1,0 +1,50 @@
+// Translation between the public API (kvasir.v1 protobuf messages) and the engine's plain types.
+// All validation that is about the API shape (which oneof member, UTF-8, field presence) lives
+// here; limits that depend on the model (context length, vocabulary) are the engine's
+// (Engine::Submit), so there is one source of truth for each rule.
+#ifndef KVASIR_SERVER_API_CONVERT_H_
+#define KVASIR_SERVER_API_CONVERT_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "engine/engine.h"
+#include "engine/request.h"
+#include "kvasir/v1/kvasir.pb.h"
+
+namespace kvasir {
+class Tokenizer;
+}  // namespace kvasir
+
+namespace kvasir::server {
+
+// Documented defaults of unset optional GenerateRequest fields.
+inline constexpr int32_t kDefaultMaxTokens = 16;
+
+// Tokenizes `text` (the API field `field`, named in errors). InvalidArgument when `text` is empty
+// or not valid UTF-8; FailedPrecondition when `tokenizer` is null (model without tokenizer).
+absl::StatusOr<std::vector<int32_t>> TokenizeText(const Tokenizer* tokenizer,
+                                                  absl::string_view field, std::string_view text,
+                                                  bool add_special_tokens);
+
+// Builds the engine request for `request` with id `request_id`, tokenizing text input with
+// `tokenizer`. InvalidArgument naming the field when no input is set or the input is empty or
+// not valid UTF-8. Numeric limits are left to Engine::Submit.
+absl::StatusOr<EngineRequest> ToEngineRequest(const v1::GenerateRequest& request,
+                                              std::string request_id, const Tokenizer* tokenizer);
+
+v1::FinishReason ToProto(FinishReason reason);
+void ToProto(const Usage& usage, v1::Usage* out);
+void ToProto(const ModelInfo& info, v1::ModelInfo* out);
+
+// A fresh request id for requests that bring none ("kv-" + 16 hex digits, unique per process).
+std::string NewRequestId();
+
+}  // namespace kvasir::server
+
+#endif  // KVASIR_SERVER_API_CONVERT_H_

@@ -1,0 +1,195 @@
+#include "server/generate_reactor.h"
+
+#include <deque>
+#include <mutex>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/string_view.h"
+#include "engine/request.h"
+#include "server/api_convert.h"
+#include "server/status_map.h"
+
+namespace kvasir::server {
+
+struct GenerateReactor::Action {
+  enum Kind { kNone, kWrite, kFinish };
+  Kind kind = kNone;
+  grpc::Status status;  // kFinish
+};
+
+struct GenerateReactor::State {
+  std::mutex mu;
+  std::deque<RequestOutput> outputs ABSL_GUARDED_BY(mu);
+  bool final_received ABSL_GUARDED_BY(mu) = false;    // the engine has queued its last output
+  bool complete_written ABSL_GUARDED_BY(mu) = false;  // the Complete message was started
+  bool write_in_flight ABSL_GUARDED_BY(mu) = false;
+  bool write_failed ABSL_GUARDED_BY(mu) = false;  // the stream is broken: drop further output
+  bool cancelled ABSL_GUARDED_BY(mu) = false;
+  bool finish_called ABSL_GUARDED_BY(mu) = false;
+  // The message being written; owned by the thread that set write_in_flight until OnWriteDone.
+  v1::GenerateResponse response;
+  std::string request_id;
+
+  // Decides what happens next and, for a write, fills `response`. The caller performs the action
+  // after unlocking; nobody else can decide anything until that write completes.
+  Action NextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+};
+
+GenerateReactor::Action GenerateReactor::State::NextLocked() {
+  Action action;
+  if (write_in_flight || finish_called) return action;
+  while (!outputs.empty()) {
+    RequestOutput out = std::move(outputs.front());
+    outputs.pop_front();
+    const bool is_final = out.finish_reason != FinishReason::kNone;
+    if (!is_final) {
+      if (write_failed || (out.text.empty() && out.token_ids.empty())) continue;
+      response.Clear();
+      response.set_request_id(request_id);
+      v1::Chunk* chunk = response.mutable_chunk();
+      chunk->set_text(std::move(out.text));
+      chunk->mutable_token_ids()->Add(out.token_ids.begin(), out.token_ids.end());
+      write_in_flight = true;
+      action.kind = Action::kWrite;
+      return action;
+    }
+    if (out.finish_reason == FinishReason::kError) {
+      finish_called = true;
+      action.kind = Action::kFinish;
+      action.status =
+          ToGrpcStatus(out.error.ok() ? absl::InternalError("engine error") : out.error);
+      return action;
+    }
+    if (cancelled || write_failed) {
+      finish_called = true;
+      action.kind = Action::kFinish;
+      action.status = grpc::Status(grpc::StatusCode::CANCELLED, "request cancelled");
+      return action;
+    }
+    response.Clear();
+    response.set_request_id(request_id);
+    v1::Complete* complete = response.mutable_complete();
+    complete->set_finish_reason(ToProto(out.finish_reason));
+    complete->set_text(std::move(out.text));
+    complete->mutable_token_ids()->Add(out.token_ids.begin(), out.token_ids.end());
+    ToProto(out.usage, complete->mutable_usage());
+    complete_written = true;
+    write_in_flight = true;
+    action.kind = Action::kWrite;
+    return action;
+  }
+  if (complete_written) {  // the Complete message has been written: end the call
+    finish_called = true;
+    action.kind = Action::kFinish;
+    action.status = write_failed ? grpc::Status(grpc::StatusCode::CANCELLED, "request cancelled")
+                                 : grpc::Status::OK;
+  }
+  return action;
+}
+
+// Runs on the engine thread. Holds the State (not the reactor) so the mutex outlives OnDone.
+class GenerateReactor::Sink final : public RequestSink {
+ public:
+  Sink(GenerateReactor* reactor, std::shared_ptr<State> state)
+      : reactor_(reactor), state_(std::move(state)) {}
+
+  void OnOutput(RequestOutput output) override {
+    Action action;
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      if (output.finish_reason != FinishReason::kNone) state_->final_received = true;
+      state_->outputs.push_back(std::move(output));
+      action = state_->NextLocked();
+    }
+    // The reactor is alive here: Finish has not been called (the final output was queued just now
+    // or later), and if we decided, we are the only thread acting on it.
+    if (action.kind != Action::kNone) reactor_->Act(action);
+  }
+
+ private:
+  GenerateReactor* const reactor_;  // not owned; see the lifetime notes in the header
+  const std::shared_ptr<State> state_;
+};
+
+namespace {
+
+std::string RequestIdFor(const grpc::CallbackServerContext& context,
+                         const v1::GenerateRequest& request) {
+  if (request.has_request_id() && !request.request_id().empty()) return request.request_id();
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find("x-request-id");
+  if (it != metadata.end() && it->second.size() > 0) {
+    return std::string(it->second.data(), it->second.size());
+  }
+  return NewRequestId();
+}
+
+}  // namespace
+
+GenerateReactor::GenerateReactor(Engine* engine, grpc::CallbackServerContext* context,
+                                 const v1::GenerateRequest& request)
+    : engine_(engine),
+      request_id_(RequestIdFor(*context, request)),
+      state_(std::make_shared<State>()) {
+  state_->request_id = request_id_;
+  absl::StatusOr<EngineRequest> engine_request =
+      ToEngineRequest(request, request_id_, engine_->tokenizer());
+  absl::Status status = engine_request.status();
+  if (status.ok()) {
+    status = engine_->Submit(*std::move(engine_request), std::make_shared<Sink>(this, state_));
+  }
+  if (!status.ok()) {
+    // The engine took nothing: no sink call will come. Finish now (gRPC queues it until bound).
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      state_->finish_called = true;
+    }
+    Finish(ToGrpcStatus(status));
+  }
+}
+
+void GenerateReactor::Act(const Action& action) {
+  switch (action.kind) {
+    case Action::kWrite:
+      StartWrite(&state_->response);
+      break;
+    case Action::kFinish:
+      Finish(action.status);  // the last touch of this reactor by the acting thread
+      break;
+    case Action::kNone:
+      break;
+  }
+}
+
+void GenerateReactor::OnWriteDone(bool ok) {
+  Action action;
+  bool abort = false;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->write_in_flight = false;
+    if (!ok && !state_->write_failed) {
+      state_->write_failed = true;
+      abort = !state_->final_received;
+    }
+    action = state_->NextLocked();
+  }
+  // Abort only enqueues on the engine side; its final output then finishes the call.
+  if (abort) engine_->Abort(request_id_);
+  Act(action);
+}
+
+void GenerateReactor::OnCancel() {
+  bool abort;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->cancelled = true;
+    // After the final output the id may already belong to a new request: do not abort it.
+    abort = !state_->final_received && !state_->finish_called;
+  }
+  if (abort) engine_->Abort(request_id_);
+}
+
+void GenerateReactor::OnDone() { delete this; }
+
+}  // namespace kvasir::server

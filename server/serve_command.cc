@@ -1,0 +1,132 @@
+// kvasir serve.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+#include "engine/engine.h"
+#include "server/cli_args.h"
+#include "server/commands.h"
+#include "server/grpc_server.h"
+
+namespace kvasir::server {
+
+namespace {
+
+const FlagSpec kServeFlags[] = {
+    {"model", true, "PATH", "GGUF file or model directory (default: the embedded SmolLM2)"},
+    {"host", true, "HOST", "address to listen on (default 0.0.0.0)"},
+    {"port", true, "PORT", "port to listen on; 0 picks a free one (default 50051)"},
+    {"threads", true, "N", "CPU compute threads (default: all cores)"},
+    {"max-num-seqs", true, "N", "running sequences per step (default 64)"},
+    {"max-model-len", true, "N", "context limit (default: the model's, capped at 8192)"},
+};
+
+// How long live calls may run on after SIGINT/SIGTERM before they are cancelled.
+constexpr absl::Duration kShutdownGrace = absl::Seconds(5);
+
+}  // namespace
+
+std::string DefaultModelPath() {
+  std::string cache;
+  if (const char* c = std::getenv("KVASIR_CACHE"); c != nullptr && *c != '\0') {
+    cache = c;
+  } else if (const char* x = std::getenv("XDG_CACHE_HOME"); x != nullptr && *x != '\0') {
+    cache = absl::StrCat(x, "/kvasir");
+  } else {
+    const char* home = std::getenv("HOME");
+    cache = absl::StrCat(home != nullptr ? home : "", "/.cache/kvasir");
+  }
+  return absl::StrCat(cache, "/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+}
+
+int RunServe(absl::Span<const char* const> args) {
+  absl::StatusOr<ParsedArgs> parsed = ParseArgs(kServeFlags, args);
+  if (!parsed.ok() || parsed->help) {
+    if (!parsed.ok()) {
+      std::fprintf(stderr, "kvasir serve: %s\n\n", std::string(parsed.status().message()).c_str());
+    }
+    std::fprintf(parsed.ok() ? stdout : stderr, "usage: kvasir serve [flags]\n\n%s",
+                 FlagsHelp(kServeFlags).c_str());
+    return parsed.ok() ? kExitOk : kExitUsage;
+  }
+  EngineOptions engine_options;
+  GrpcServerOptions server_options;
+  auto port = parsed->GetInt("port", 50051, 0, 65535);
+  auto threads = parsed->GetInt("threads", 0, 0, 4096);
+  auto max_num_seqs = parsed->GetInt("max-num-seqs", engine_options.max_num_seqs, 1, 1 << 20);
+  auto max_model_len = parsed->GetInt("max-model-len", 0, 0, int64_t{1} << 40);
+  for (const absl::Status& s :
+       {port.status(), threads.status(), max_num_seqs.status(), max_model_len.status()}) {
+    if (!s.ok()) {
+      std::fprintf(stderr, "kvasir serve: %s\n", std::string(s.message()).c_str());
+      return kExitUsage;
+    }
+  }
+  server_options.host = parsed->GetString("host", server_options.host);
+  server_options.port = static_cast<int>(*port);
+  engine_options.num_threads = static_cast<int>(*threads);
+  engine_options.max_num_seqs = static_cast<int32_t>(*max_num_seqs);
+  engine_options.max_model_len = *max_model_len;
+  engine_options.model_path = parsed->GetString("model", "");
+  if (engine_options.model_path.empty()) {
+    engine_options.model_path = DefaultModelPath();
+    if (!std::filesystem::exists(engine_options.model_path)) {
+      std::fprintf(stderr,
+                   "kvasir serve: the default model %s is not there; run tools/setup.sh to "
+                   "fetch it, or pass --model PATH\n",
+                   engine_options.model_path.c_str());
+      return kExitFailure;
+    }
+  }
+
+  // SIGINT/SIGTERM are blocked in every thread (engine and gRPC threads inherit the mask) and
+  // taken synchronously by sigwait below, so shutdown runs on this thread, not in a handler.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(engine_options);
+  if (!engine.ok()) {
+    std::fprintf(stderr, "kvasir serve: %s\n", engine.status().ToString().c_str());
+    return kExitFailure;
+  }
+  absl::StatusOr<std::unique_ptr<GrpcServer>> server =
+      GrpcServer::Start(server_options, engine->get());
+  if (!server.ok()) {
+    std::fprintf(stderr, "kvasir serve: %s\n", server.status().ToString().c_str());
+    return kExitFailure;
+  }
+  const ModelInfo& info = (*engine)->model_info();
+  std::fprintf(stderr, "kvasir: serving %s (%s %s, max_model_len %lld) on %s, kernels: %s\n",
+               info.name.c_str(), info.architecture.c_str(), info.weight_dtype.c_str(),
+               static_cast<long long>(info.max_model_len), (*server)->address().c_str(),
+               info.kernels.c_str());
+  std::fprintf(stderr,
+               "kvasir: try  grpcurl -plaintext -d '{\"text\": \"Hello\", \"max_tokens\": 32}' "
+               "localhost:%d kvasir.v1.Kvasir/Generate\n",
+               (*server)->port());
+  std::fflush(stderr);
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  std::fprintf(stderr, "kvasir: %s received, shutting down\n",
+               signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+  (*server)->Shutdown(kShutdownGrace);  // calls first: cancelled calls abort their requests
+  (*engine)->Shutdown();
+  server->reset();
+  engine->reset();
+  std::fprintf(stderr, "kvasir: stopped\n");
+  return kExitOk;
+}
+
+}  // namespace kvasir::server

@@ -49,12 +49,12 @@ void BM_MatMul(benchmark::State& state) {
     benchmark::DoNotOptimize(y.data());
   }
   state.SetLabel(std::string(DTypeName(wt)) + " threads=" + std::to_string(Pool().num_threads()));
-  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * m * n * k * state.iterations(),
-                                                 benchmark::Counter::kIsRate,
-                                                 benchmark::Counter::kIs1000);
-  state.counters["weight_GB/s"] = benchmark::Counter(
-      static_cast<double>(w.size()) * state.iterations(), benchmark::Counter::kIsRate,
-      benchmark::Counter::kIs1000);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * m * n * k * state.iterations(), benchmark::Counter::kIsRate,
+                         benchmark::Counter::kIs1000);
+  state.counters["weight_GB/s"] =
+      benchmark::Counter(static_cast<double>(w.size()) * state.iterations(),
+                         benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
 }
 
 void MatMulArgs(benchmark::internal::Benchmark* b) {
@@ -88,9 +88,20 @@ void BM_PagedAttentionDecode(benchmark::State& state) {
     indptr[s] = s * blocks_per_seq;
   }
   for (int b = 0; b < num_blocks; ++b) table[b] = (b * 7919) % num_blocks;  // scattered blocks
-  PagedAttentionArgs a{q.data(), k_cache.data(), v_cache.data(), num_seqs, heads, kv_heads, dim,
-                       block_size, 0.125f, query_start.data(), seq_lens.data(), indptr.data(),
-                       table.data(), out.data()};
+  PagedAttentionArgs a{q.data(),
+                       k_cache.data(),
+                       v_cache.data(),
+                       num_seqs,
+                       heads,
+                       kv_heads,
+                       dim,
+                       block_size,
+                       0.125f,
+                       query_start.data(),
+                       seq_lens.data(),
+                       indptr.data(),
+                       table.data(),
+                       out.data()};
   for (auto _ : state) {
     PagedAttention(a, &Pool());
     benchmark::DoNotOptimize(out.data());

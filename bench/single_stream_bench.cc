@@ -55,11 +55,16 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     const char* v = argv[i + 1];
-    if (flag == "--model") model = v;
-    else if (flag == "--prompt-tokens") prompt_tokens = std::atoi(v);
-    else if (flag == "--decode-tokens") decode_tokens = std::atoi(v);
-    else if (flag == "--threads") threads = std::atoi(v);
-    else if (flag == "--repeats") repeats = std::atoi(v);
+    if (flag == "--model")
+      model = v;
+    else if (flag == "--prompt-tokens")
+      prompt_tokens = std::atoi(v);
+    else if (flag == "--decode-tokens")
+      decode_tokens = std::atoi(v);
+    else if (flag == "--threads")
+      threads = std::atoi(v);
+    else if (flag == "--repeats")
+      repeats = std::atoi(v);
     else {
       std::fprintf(stderr, "unknown flag %s\n", argv[i]);
       return 2;

@@ -23,11 +23,16 @@ namespace kvasir {
 
 const char* FinishReasonName(FinishReason r) {
   switch (r) {
-    case FinishReason::kNone: return "none";
-    case FinishReason::kStop: return "stop";
-    case FinishReason::kLength: return "length";
-    case FinishReason::kAbort: return "abort";
-    case FinishReason::kError: return "error";
+    case FinishReason::kNone:
+      return "none";
+    case FinishReason::kStop:
+      return "stop";
+    case FinishReason::kLength:
+      return "length";
+    case FinishReason::kAbort:
+      return "abort";
+    case FinishReason::kError:
+      return "error";
   }
   return "?";
 }
@@ -83,11 +88,11 @@ class Engine::Impl {
   // Shared with Submit/Abort callers.
   std::mutex mu_;
   std::condition_variable wake_;
-  std::vector<Pending> inbox_;          // guarded by mu_
-  std::vector<std::string> aborts_;     // guarded by mu_
+  std::vector<Pending> inbox_;                 // guarded by mu_
+  std::vector<std::string> aborts_;            // guarded by mu_
   absl::flat_hash_set<std::string> live_ids_;  // guarded by mu_: submitted, not yet finished
-  bool stopping_ = false;               // guarded by mu_
-  std::random_device entropy_;          // guarded by mu_: seeds for unseeded requests
+  bool stopping_ = false;                      // guarded by mu_
+  std::random_device entropy_;                 // guarded by mu_: seeds for unseeded requests
 
   // Loop thread only.
   uint64_t next_uid_ = 1;
@@ -101,7 +106,8 @@ absl::Status Engine::Impl::Init(const EngineOptions& options) {
   KV_ASSIGN_OR_RETURN(model, LoadModel(options.model_path));
   const ModelConfig& c = model.config;
   int64_t max_len = std::min(c.max_position_embeddings, kDefaultMaxModelLen);
-  if (options.max_model_len > 0) max_len = std::min(options.max_model_len, c.max_position_embeddings);
+  if (options.max_model_len > 0)
+    max_len = std::min(options.max_model_len, c.max_position_embeddings);
   if (max_len <= 0) max_len = kDefaultMaxModelLen;
 
   RunnerOptions ro;
@@ -111,10 +117,10 @@ absl::Status Engine::Impl::Init(const EngineOptions& options) {
   probe.num_layers = static_cast<int32_t>(c.num_layers);
   probe.num_kv_heads = static_cast<int32_t>(c.num_kv_heads);
   probe.head_dim = static_cast<int32_t>(c.head_dim);
-  ro.kv_cache_bytes = options.kv_cache_bytes > 0
-                          ? options.kv_cache_bytes
-                          : std::min(kMaxDefaultKvBytes, probe.bytes_per_token() * max_len *
-                                                             options.max_num_seqs);
+  ro.kv_cache_bytes =
+      options.kv_cache_bytes > 0
+          ? options.kv_cache_bytes
+          : std::min(kMaxDefaultKvBytes, probe.bytes_per_token() * max_len * options.max_num_seqs);
   KV_ASSIGN_OR_RETURN(runner_, ModelRunner::Create(c, *model.weights, ro));
   const KvCacheSpec& kv = runner_->kv_spec();
   blocks_ = std::make_unique<BlockManager>(kv.num_blocks, kv.block_size);
@@ -148,9 +154,8 @@ absl::Status Engine::Impl::Validate(const EngineRequest& r) const {
   if (r.prompt_ids.empty()) return absl::InvalidArgumentError("prompt is empty");
   for (int32_t id : r.prompt_ids) {
     if (id < 0 || id >= info.vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("prompt token id ", id,
-                                                     " is outside the vocabulary [0, ",
-                                                     info.vocab_size, ")"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "prompt token id ", id, " is outside the vocabulary [0, ", info.vocab_size, ")"));
     }
   }
   if (r.max_tokens < 1) {
@@ -158,14 +163,14 @@ absl::Status Engine::Impl::Validate(const EngineRequest& r) const {
   }
   const int64_t total = static_cast<int64_t>(r.prompt_ids.size()) + r.max_tokens;
   if (total > info.max_model_len) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "prompt (", r.prompt_ids.size(), " tokens) + max_tokens (", r.max_tokens,
-        ") exceeds the context length of ", info.max_model_len, " tokens"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("prompt (", r.prompt_ids.size(), " tokens) + max_tokens (", r.max_tokens,
+                     ") exceeds the context length of ", info.max_model_len, " tokens"));
   }
   if (blocks_->BlocksFor(total) > blocks_->num_blocks()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "prompt + max_tokens (", total, " tokens) can never fit the KV cache of ",
-        int64_t{blocks_->num_blocks()} * blocks_->block_size(), " tokens"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("prompt + max_tokens (", total, " tokens) can never fit the KV cache of ",
+                     int64_t{blocks_->num_blocks()} * blocks_->block_size(), " tokens"));
   }
   const SamplingParams& s = r.sampling;
   if (!std::isfinite(s.temperature) || s.temperature < 0.0f) {
@@ -231,9 +236,8 @@ void Engine::Impl::Loop() {
     bool stopping;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      wake_.wait(lock, [&] {
-        return stopping_ || !inbox_.empty() || !aborts_.empty() || !live_.empty();
-      });
+      wake_.wait(
+          lock, [&] { return stopping_ || !inbox_.empty() || !aborts_.empty() || !live_.empty(); });
       pending.swap(inbox_);
       aborts.swap(aborts_);
       stopping = stopping_;
@@ -298,8 +302,8 @@ void Engine::Impl::Step() {
     out.token_ids.push_back(token);
     const bool stop =
         (!live.request.ignore_eos && stop_ids_.contains(token)) ||
-        std::find(live.request.stop_token_ids.begin(), live.request.stop_token_ids.end(),
-                  token) != live.request.stop_token_ids.end();
+        std::find(live.request.stop_token_ids.begin(), live.request.stop_token_ids.end(), token) !=
+            live.request.stop_token_ids.end();
     if (live.detokenizer) out.text = live.detokenizer->Push(token);
     if (stop || seq->num_generated() >= live.request.max_tokens) {
       Finish(ss.uid, stop ? FinishReason::kStop : FinishReason::kLength, std::move(out));

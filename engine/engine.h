@@ -19,27 +19,27 @@ namespace kvasir {
 class Tokenizer;
 
 struct EngineOptions {
-  std::string model_path;          // GGUF file, or a directory (config.json + *.safetensors)
-  int num_threads = 0;             // CPU compute threads; 0 = all cores
-  int32_t max_num_seqs = 64;       // running sequences per step
+  std::string model_path;             // GGUF file, or a directory (config.json + *.safetensors)
+  int num_threads = 0;                // CPU compute threads; 0 = all cores
+  int32_t max_num_seqs = 64;          // running sequences per step
   int32_t max_batched_tokens = 2048;  // tokens computed per step (prefill chunks + decodes)
-  int32_t block_size = 16;         // tokens per KV block
-  int64_t kv_cache_bytes = 0;      // KV pool size; 0 = enough for max_num_seqs full contexts,
-                                   // capped at 2 GiB
-  int64_t max_model_len = 0;       // context limit; 0 = the model's, capped at 8192
+  int32_t block_size = 16;            // tokens per KV block
+  int64_t kv_cache_bytes = 0;         // KV pool size; 0 = enough for max_num_seqs full contexts,
+                                      // capped at 2 GiB
+  int64_t max_model_len = 0;          // context limit; 0 = the model's, capped at 8192
 };
 
 struct ModelInfo {
-  std::string name;                // file or directory name
-  std::string architecture;        // e.g. LlamaForCausalLM
-  std::string format;              // "gguf" or "safetensors"
-  std::string weight_dtype;        // e.g. Q4_1
+  std::string name;          // file or directory name
+  std::string architecture;  // e.g. LlamaForCausalLM
+  std::string format;        // "gguf" or "safetensors"
+  std::string weight_dtype;  // e.g. Q4_1
   int64_t vocab_size = 0;
-  int64_t max_model_len = 0;       // the effective context limit (prompt + generated tokens)
+  int64_t max_model_len = 0;  // the effective context limit (prompt + generated tokens)
   int64_t num_layers = 0;
   int64_t hidden_size = 0;
-  std::vector<int32_t> stop_ids;   // tokens that end a request unless ignore_eos
-  std::string kernels;             // the CPU ISA the kernels dispatched to
+  std::vector<int32_t> stop_ids;  // tokens that end a request unless ignore_eos
+  std::string kernels;            // the CPU ISA the kernels dispatched to
 };
 
 class Engine {
@@ -52,8 +52,8 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   // Validates and enqueues. On OK the sink receives one or more outputs, the last one final.
-  // InvalidArgument naming the field: empty prompt, token id outside the vocabulary, max_tokens < 1,
-  // prompt + max_tokens longer than max_model_len, bad sampling values, duplicate id.
+  // InvalidArgument naming the field: empty prompt, token id outside the vocabulary, max_tokens <
+  // 1, prompt + max_tokens longer than max_model_len, bad sampling values, duplicate id.
   // FailedPrecondition after Shutdown.
   absl::Status Submit(EngineRequest request, std::shared_ptr<RequestSink> sink);
   // Ends the request with kAbort within one step. Unknown or finished ids are ignored.

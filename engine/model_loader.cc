@@ -43,8 +43,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> TokenizerFromGguf(const GgufFile& f) 
   KV_ASSIGN_OR_RETURN(GgufVocab vocab, ReadGgufVocab(f));
   auto tok = Tokenizer::FromGgufVocab(vocab);
   if (!tok.ok()) {
-    return absl::Status(tok.status().code(), absl::StrCat(f.Describe(), ": tokenizer: ",
-                                                          tok.status().message()));
+    return absl::Status(tok.status().code(),
+                        absl::StrCat(f.Describe(), ": tokenizer: ", tok.status().message()));
   }
   return tok;
 }

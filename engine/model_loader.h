@@ -16,11 +16,11 @@ namespace kvasir {
 class GgufFile;
 
 struct LoadedModel {
-  std::string name;                        // file or directory name
-  std::string format;                      // "gguf" or "safetensors"
+  std::string name;    // file or directory name
+  std::string format;  // "gguf" or "safetensors"
   ModelConfig config;
   std::unique_ptr<WeightSource> weights;
-  std::unique_ptr<Tokenizer> tokenizer;    // null for a directory without tokenizer.json
+  std::unique_ptr<Tokenizer> tokenizer;  // null for a directory without tokenizer.json
 };
 
 // NotFound naming the path when it does not exist; InvalidArgument/DataLoss naming the file and

@@ -26,8 +26,8 @@ class ModelRunner {
   // Creates the model for config.architecture, uploads its weights (which must outlive the
   // runner: the CPU backend reads them in place) and allocates the KV pool.
   static absl::StatusOr<std::unique_ptr<ModelRunner>> Create(const ModelConfig& config,
-                                                            const WeightSource& weights,
-                                                            const RunnerOptions& options);
+                                                             const WeightSource& weights,
+                                                             const RunnerOptions& options);
 
   // Runs one step; returns the logits of batch.logits_indices, row-major [rows, vocab].
   const std::vector<float>& Execute(const StepBatch& batch);

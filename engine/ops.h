@@ -80,8 +80,7 @@ class Ops {
                     bool interleaved) = 0;
   // Writes k, v ([tokens, kv_heads * head_dim]) into the layer's cache at the batch slots, then
   // out = causal paged attention of q ([tokens, heads * head_dim]) over each sequence's context.
-  virtual void Attention(int32_t layer, Tensor q, Tensor k, Tensor v, float scale,
-                         Tensor out) = 0;
+  virtual void Attention(int32_t layer, Tensor q, Tensor k, Tensor v, float scale, Tensor out) = 0;
   // out[i] = x[batch.logits_indices[i]]
   virtual void GatherLogitsRows(Tensor x, Tensor out) = 0;
   // Copies a tensor to host memory (logits for the sampler).

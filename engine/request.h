@@ -1,5 +1,6 @@
-// The engine <-> server seam: what a request is, what flows back, and who calls what on which thread.
-// No protobuf, JSON or HTTP types here; server/ translates its API shapes to and from these.
+// The engine <-> server seam: what a request is, what flows back, and who calls what on which
+// thread. No protobuf, JSON or HTTP types here; server/ translates its API shapes to and from
+// these.
 #ifndef KVASIR_ENGINE_REQUEST_H_
 #define KVASIR_ENGINE_REQUEST_H_
 
@@ -13,10 +14,10 @@
 namespace kvasir {
 
 struct SamplingParams {
-  float temperature = 0.0f;     // 0 = greedy (argmax, lowest id on ties)
-  int32_t top_k = 0;            // 0 = no top-k filter
-  float top_p = 1.0f;           // 1 = no nucleus filter
-  std::optional<uint64_t> seed; // set: the request's samples depend on it alone, not on the batch
+  float temperature = 0.0f;      // 0 = greedy (argmax, lowest id on ties)
+  int32_t top_k = 0;             // 0 = no top-k filter
+  float top_p = 1.0f;            // 1 = no nucleus filter
+  std::optional<uint64_t> seed;  // set: the request's samples depend on it alone, not on the batch
 };
 
 struct EngineRequest {
@@ -24,9 +25,9 @@ struct EngineRequest {
   std::vector<int32_t> prompt_ids;  // already tokenized (special tokens included as wanted)
   int32_t max_tokens = 16;          // >= 1; prompt + max_tokens must fit the context
   SamplingParams sampling;
-  bool ignore_eos = false;          // true: the model's stop tokens do not end the request
+  bool ignore_eos = false;              // true: the model's stop tokens do not end the request
   std::vector<int32_t> stop_token_ids;  // extra ids that end the request
-  int32_t priority = 0;             // lower runs first (used by the scheduler)
+  int32_t priority = 0;                 // lower runs first (used by the scheduler)
 };
 
 enum class FinishReason { kNone, kStop, kLength, kAbort, kError };
@@ -44,8 +45,8 @@ struct RequestOutput {
   std::vector<int32_t> token_ids;  // tokens generated since the previous output
   std::string text;                // text completed since the previous output (whole UTF-8 only)
   FinishReason finish_reason = FinishReason::kNone;
-  absl::Status error;              // the reason for kError
-  Usage usage;                     // cumulative
+  absl::Status error;  // the reason for kError
+  Usage usage;         // cumulative
 };
 
 // Receives a request's outputs. Called on the engine thread, in order: an implementation must

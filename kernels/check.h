@@ -34,8 +34,8 @@ struct Voidify {
 
 }  // namespace kvasir::internal
 
-#define KV_CHECK(cond)                \
-  (cond) ? (void)0                    \
+#define KV_CHECK(cond)                     \
+  (cond) ? (void)0                         \
          : ::kvasir::internal::Voidify() & \
                ::kvasir::internal::CheckFailure(__FILE__, __LINE__, #cond).stream()
 #define KV_CHECK_OP_(a, op, b) KV_CHECK((a)op(b)) << "(" << (a) << " vs " << (b) << ") "

@@ -17,16 +17,16 @@ struct ScheduledSequence {
 };
 
 struct StepBatch {
-  std::vector<ScheduledSequence> seqs;       // [num_seqs]
+  std::vector<ScheduledSequence> seqs;  // [num_seqs]
   // Per token, sequences back to back:      [num_tokens]
   std::vector<int32_t> token_ids;
   std::vector<int32_t> positions;
-  std::vector<int64_t> slot_mapping;         // block * block_size + offset: where its K/V go
+  std::vector<int64_t> slot_mapping;  // block * block_size + offset: where its K/V go
   // Per sequence:
-  std::vector<int32_t> query_start;          // [num_seqs + 1] offsets into the token arrays
-  std::vector<int32_t> seq_lens;             // [num_seqs] context length after this step
-  std::vector<int32_t> block_table_indptr;   // [num_seqs + 1]
-  std::vector<int32_t> block_table;          // [block_table_indptr[num_seqs]]
+  std::vector<int32_t> query_start;         // [num_seqs + 1] offsets into the token arrays
+  std::vector<int32_t> seq_lens;            // [num_seqs] context length after this step
+  std::vector<int32_t> block_table_indptr;  // [num_seqs + 1]
+  std::vector<int32_t> block_table;         // [block_table_indptr[num_seqs]]
   // Token rows whose logits are needed (the last token of each sampling sequence), in seqs order.
   std::vector<int32_t> logits_indices;
 

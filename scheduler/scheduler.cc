@@ -108,8 +108,7 @@ void Scheduler::Append(StepBatch& batch, Sequence& seq, int32_t num_new_tokens) 
   batch.seqs.push_back(ss);
   batch.query_start.push_back(batch.num_tokens());
   batch.seq_lens.push_back(start + num_new_tokens);
-  batch.block_table.insert(batch.block_table.end(), seq.block_table.begin(),
-                           seq.block_table.end());
+  batch.block_table.insert(batch.block_table.end(), seq.block_table.begin(), seq.block_table.end());
   batch.block_table_indptr.push_back(static_cast<int32_t>(batch.block_table.size()));
 }
 

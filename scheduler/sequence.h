@@ -11,14 +11,14 @@ namespace kvasir {
 enum class SequenceState { kWaiting, kRunning, kFinished };
 
 struct Sequence {
-  uint64_t uid = 0;                // engine-assigned, unique for the process lifetime
-  std::string id;                  // the client's request id (for logs)
-  std::vector<int32_t> tokens;     // prompt followed by the generated tokens
+  uint64_t uid = 0;             // engine-assigned, unique for the process lifetime
+  std::string id;               // the client's request id (for logs)
+  std::vector<int32_t> tokens;  // prompt followed by the generated tokens
   int32_t num_prompt_tokens = 0;
-  int32_t num_computed_tokens = 0; // tokens whose K/V are in the cache
-  int32_t max_tokens = 0;          // generated tokens allowed
-  int32_t priority = 0;            // lower runs first
-  uint64_t arrival = 0;            // admission order, for FCFS within a priority
+  int32_t num_computed_tokens = 0;  // tokens whose K/V are in the cache
+  int32_t max_tokens = 0;           // generated tokens allowed
+  int32_t priority = 0;             // lower runs first
+  uint64_t arrival = 0;             // admission order, for FCFS within a priority
   SequenceState state = SequenceState::kWaiting;
   std::vector<int32_t> block_table;  // physical KV blocks, in position order
   int32_t num_preemptions = 0;

@@ -1,6 +1,7 @@
 #include "server/api_convert.h"
 
 #include <atomic>
+#include <climits>
 #include <random>
 #include <utility>
 
@@ -8,8 +9,89 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/stubs/common.h"
+#include "google/protobuf/wire_format_lite.h"
 
 namespace kvasir::server {
+
+namespace {
+
+using google::protobuf::Descriptor;
+using google::protobuf::FieldDescriptor;
+using google::protobuf::FileDescriptor;
+using google::protobuf::internal::WireFormatLite;
+
+constexpr int kMaxMessageDepth = 64;
+
+// Walks the fields of a `descriptor` message in `in` (reading `wire`, which `in` was made from)
+// and sets `*bad_field` to the path ("GenerateRequest.text") of the first proto3 string field
+// whose bytes are not structurally valid UTF-8 -- the test the protobuf parser applies. Returns
+// false when it stops early: at that field, or at bytes it cannot walk (the parser then reports
+// the message as malformed).
+bool FindInvalidUtf8(const Descriptor* descriptor, const std::string& path, std::string_view wire,
+                     google::protobuf::io::CodedInputStream* in, int depth,
+                     std::string* bad_field) {
+  while (true) {
+    const uint32_t tag = in->ReadTag();
+    if (tag == 0) return true;  // end of the input (or of the enclosing message)
+    const FieldDescriptor* field =
+        descriptor->FindFieldByNumber(WireFormatLite::GetTagFieldNumber(tag));
+    const bool walk =
+        field != nullptr &&
+        WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_LENGTH_DELIMITED &&
+        (field->type() == FieldDescriptor::TYPE_STRING ||
+         field->type() == FieldDescriptor::TYPE_MESSAGE);
+    if (!walk) {
+      if (!WireFormatLite::SkipField(in, tag)) return false;
+      continue;
+    }
+    uint32_t length = 0;
+    if (!in->ReadVarint32(&length) || length > static_cast<uint32_t>(INT_MAX)) return false;
+    const std::string field_path = absl::StrCat(path, ".", field->name());
+    if (field->type() == FieldDescriptor::TYPE_STRING) {
+      const int start = in->CurrentPosition();
+      if (!in->Skip(static_cast<int>(length))) return false;
+      if (field->file()->syntax() == FileDescriptor::SYNTAX_PROTO3 &&
+          !google::protobuf::internal::IsStructurallyValidUTF8(wire.data() + start,
+                                                               static_cast<int>(length))) {
+        *bad_field = field_path;
+        return false;
+      }
+    } else {
+      if (depth >= kMaxMessageDepth) return false;
+      const auto limit = in->PushLimit(static_cast<int>(length));
+      if (!FindInvalidUtf8(field->message_type(), field_path, wire, in, depth + 1, bad_field) ||
+          in->BytesUntilLimit() != 0) {
+        return false;
+      }
+      in->PopLimit(limit);
+    }
+  }
+}
+
+}  // namespace
+
+absl::Status ParseRequest(std::string_view wire, google::protobuf::Message* request) {
+  const Descriptor* descriptor = request->GetDescriptor();
+  if (wire.size() > static_cast<size_t>(INT_MAX)) {
+    return absl::InvalidArgumentError(absl::StrCat("malformed ", descriptor->name()));
+  }
+  std::string bad_field;
+  {
+    google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(wire.data()),
+                                              static_cast<int>(wire.size()));
+    FindInvalidUtf8(descriptor, descriptor->name(), wire, &in, 0, &bad_field);
+  }
+  if (!bad_field.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(bad_field, " is not valid UTF-8"));
+  }
+  if (!request->ParseFromArray(wire.data(), static_cast<int>(wire.size()))) {
+    return absl::InvalidArgumentError(absl::StrCat("malformed ", descriptor->name()));
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::vector<int32_t>> TokenizeText(const Tokenizer* tokenizer,
                                                   absl::string_view field, std::string_view text,

@@ -15,6 +15,7 @@
 #include "absl/strings/string_view.h"
 #include "engine/engine.h"
 #include "engine/request.h"
+#include "google/protobuf/message.h"
 #include "kvasir/v1/kvasir.pb.h"
 
 namespace kvasir {
@@ -22,6 +23,15 @@ class Tokenizer;
 }  // namespace kvasir
 
 namespace kvasir::server {
+
+// Parses `wire`, the serialized request of an RPC, into `request` (cleared first). The service
+// registers its request-taking methods raw and parses here, because a parse failure inside gRPC's
+// callback API ends the call with UNIMPLEMENTED and no message. InvalidArgument
+// "<Message>.<field> is not valid UTF-8" when a proto3 string field (at any depth) holds invalid
+// UTF-8 -- found by a walk over the wire format before the protobuf parser runs, so libprotobuf
+// does not log its own "invalid UTF-8" error -- and "malformed <Message>" for any other parse
+// failure.
+absl::Status ParseRequest(std::string_view wire, google::protobuf::Message* request);
 
 // Documented defaults of unset optional GenerateRequest fields.
 inline constexpr int32_t kDefaultMaxTokens = 16;

@@ -7,6 +7,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/string_view.h"
 #include "engine/request.h"
+#include "grpcpp/impl/codegen/proto_utils.h"  // grpc::SerializationTraits for messages
 #include "server/api_convert.h"
 #include "server/status_map.h"
 
@@ -27,14 +28,35 @@ struct GenerateReactor::State {
   bool write_failed ABSL_GUARDED_BY(mu) = false;  // the stream is broken: drop further output
   bool cancelled ABSL_GUARDED_BY(mu) = false;
   bool finish_called ABSL_GUARDED_BY(mu) = false;
-  // The message being written; owned by the thread that set write_in_flight until OnWriteDone.
+  // A response could not be serialized (only a message over 2 GiB can fail): like a broken
+  // stream, but the call ends with INTERNAL instead of CANCELLED.
+  bool serialize_failed ABSL_GUARDED_BY(mu) = false;
+  // The message being written and its serialized form (what StartWrite sends); owned by the
+  // thread that set write_in_flight until OnWriteDone.
   v1::GenerateResponse response;
+  grpc::ByteBuffer write_buffer;
   std::string request_id;
 
-  // Decides what happens next and, for a write, fills `response`. The caller performs the action
-  // after unlocking; nobody else can decide anything until that write completes.
+  // Decides what happens next and, for a write, fills `response` and `write_buffer`. The caller
+  // performs the action after unlocking; nobody else can decide anything until that write
+  // completes.
   Action NextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+
+  // Serializes `response` into `write_buffer`; false (and serialize_failed set) on failure.
+  bool SerializeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
 };
+
+bool GenerateReactor::State::SerializeLocked() {
+  write_buffer.Clear();  // the previous write is done; the serializer wants an empty buffer
+  bool own_buffer = false;
+  if (grpc::SerializationTraits<v1::GenerateResponse>::Serialize(response, &write_buffer,
+                                                                 &own_buffer)
+          .ok()) {
+    return true;
+  }
+  serialize_failed = true;
+  return false;
+}
 
 GenerateReactor::Action GenerateReactor::State::NextLocked() {
   Action action;
@@ -50,6 +72,10 @@ GenerateReactor::Action GenerateReactor::State::NextLocked() {
       v1::Chunk* chunk = response.mutable_chunk();
       chunk->set_text(std::move(out.text));
       chunk->mutable_token_ids()->Add(out.token_ids.begin(), out.token_ids.end());
+      if (!SerializeLocked()) {
+        write_failed = true;  // drop this and further output; the final output ends the call
+        continue;
+      }
       write_in_flight = true;
       action.kind = Action::kWrite;
       return action;
@@ -64,7 +90,10 @@ GenerateReactor::Action GenerateReactor::State::NextLocked() {
     if (cancelled || write_failed) {
       finish_called = true;
       action.kind = Action::kFinish;
-      action.status = grpc::Status(grpc::StatusCode::CANCELLED, "request cancelled");
+      action.status =
+          serialize_failed
+              ? grpc::Status(grpc::StatusCode::INTERNAL, "cannot serialize a GenerateResponse")
+              : grpc::Status(grpc::StatusCode::CANCELLED, "request cancelled");
       return action;
     }
     response.Clear();
@@ -74,6 +103,13 @@ GenerateReactor::Action GenerateReactor::State::NextLocked() {
     complete->set_text(std::move(out.text));
     complete->mutable_token_ids()->Add(out.token_ids.begin(), out.token_ids.end());
     ToProto(out.usage, complete->mutable_usage());
+    if (!SerializeLocked()) {  // the engine is done with this request: end the call now
+      finish_called = true;
+      action.kind = Action::kFinish;
+      action.status =
+          grpc::Status(grpc::StatusCode::INTERNAL, "cannot serialize a GenerateResponse");
+      return action;
+    }
     complete_written = true;
     write_in_flight = true;
     action.kind = Action::kWrite;
@@ -152,7 +188,7 @@ GenerateReactor::GenerateReactor(Engine* engine, grpc::CallbackServerContext* co
 void GenerateReactor::Act(const Action& action) {
   switch (action.kind) {
     case Action::kWrite:
-      StartWrite(&state_->response);
+      StartWrite(&state_->write_buffer);
       break;
     case Action::kFinish:
       Finish(action.status);  // the last touch of this reactor by the acting thread

@@ -30,7 +30,9 @@
 
 namespace kvasir::server {
 
-class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateResponse> {
+// Writes each v1::GenerateResponse serialized (the service registers Generate raw, see
+// kvasir_service.h).
+class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   // Validates and submits `request`; on error finishes the call at once with the mapped status.
   // `engine` must outlive the gRPC server (the server is shut down before the engine).

@@ -1,6 +1,12 @@
 // kvasir.v1.Kvasir over the gRPC callback API. Handlers never block on the engine: Generate
 // submits and returns a reactor (see generate_reactor.h); Tokenize and GetModelInfo only read
 // immutable state (the tokenizer and the model info).
+//
+// Generate and Tokenize are registered raw (grpc::ByteBuffer in and out) and parse their request
+// themselves (ParseRequest in api_convert.h): when gRPC's callback API fails to parse a request
+// (e.g. a proto3 string field holding invalid UTF-8) it ends the call with UNIMPLEMENTED and no
+// message, where the API promises INVALID_ARGUMENT naming the field. GetModelInfo takes an empty
+// request and stays a typed method.
 #ifndef KVASIR_SERVER_KVASIR_SERVICE_H_
 #define KVASIR_SERVER_KVASIR_SERVICE_H_
 
@@ -10,18 +16,24 @@
 
 namespace kvasir::server {
 
-class KvasirService final : public v1::Kvasir::CallbackService {
+using KvasirServiceBase =
+    v1::Kvasir::WithRawCallbackMethod_Generate<v1::Kvasir::WithRawCallbackMethod_Tokenize<
+        v1::Kvasir::WithCallbackMethod_GetModelInfo<v1::Kvasir::Service>>>;
+
+class KvasirService final : public KvasirServiceBase {
  public:
   // `engine` is not owned and must outlive every call (shut the server down first).
   explicit KvasirService(Engine* engine) : engine_(engine) {}
   KvasirService(const KvasirService&) = delete;
   KvasirService& operator=(const KvasirService&) = delete;
 
-  grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
-      grpc::CallbackServerContext* context, const v1::GenerateRequest* request) override;
+  // Request: a serialized v1::GenerateRequest; each response a serialized v1::GenerateResponse.
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Generate(grpc::CallbackServerContext* context,
+                                                       const grpc::ByteBuffer* request) override;
+  // Request: a serialized v1::TokenizeRequest; response a serialized v1::TokenizeResponse.
   grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
-                                     const v1::TokenizeRequest* request,
-                                     v1::TokenizeResponse* response) override;
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
                                          const v1::GetModelInfoRequest* request,
                                          v1::ModelInfo* response) override;

@@ -51,7 +51,7 @@ struct ModelRegistration {
 
 #define KVASIR_REGISTER_MODEL_CONCAT_(a, b) a##b
 #define KVASIR_REGISTER_MODEL_NAME_(line) KVASIR_REGISTER_MODEL_CONCAT_(kModelRegistration, line)
-#define KVASIR_REGISTER_MODEL(arch, Class)                                       \
+#define KVASIR_REGISTER_MODEL(arch, Class)                                        \
   static const ::kvasir::ModelRegistration KVASIR_REGISTER_MODEL_NAME_(__LINE__)( \
       arch, [](const ::kvasir::ModelConfig& c) { return std::make_unique<Class>(c); })
 

@@ -9,10 +9,10 @@
 #define KV_CONCAT_(a, b) KV_CONCAT_INNER_(a, b)
 
 // Returns the status from the enclosing function if `expr` is not OK.
-#define KV_RETURN_IF_ERROR(expr)              \
-  do {                                        \
-    ::absl::Status kv_status_ = (expr);       \
-    if (!kv_status_.ok()) return kv_status_;  \
+#define KV_RETURN_IF_ERROR(expr)             \
+  do {                                       \
+    ::absl::Status kv_status_ = (expr);      \
+    if (!kv_status_.ok()) return kv_status_; \
   } while (0)
 
 // `KV_ASSIGN_OR_RETURN(auto x, MakeX());` declares x from a StatusOr or returns its error.

@@ -43,8 +43,9 @@ std::vector<float> AllLogits(ModelRunner& runner, const std::vector<int32_t>& pr
 TEST_P(GoldenModelTest, LogitsMatchTransformersWithin1e3) {
   auto model = LoadModel(FixturePath("models/" + GetParam().model_dir));
   ASSERT_TRUE(model.ok()) << model.status();
-  auto runner = ModelRunner::Create(model->config, *model->weights,
-                                    {.num_threads = 2, .block_size = 16, .kv_cache_bytes = 8 << 20});
+  auto runner =
+      ModelRunner::Create(model->config, *model->weights,
+                          {.num_threads = 2, .block_size = 16, .kv_cache_bytes = 8 << 20});
   ASSERT_TRUE(runner.ok()) << runner.status();
   const nlohmann::json ref = ReadJson(FixturePath("models/" + GetParam().reference));
   const int64_t vocab = ref["vocab_size"];
@@ -97,13 +98,13 @@ TEST_P(GoldenModelTest, GreedyContinuationsThroughTheEngineMatchTransformers) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Architectures, GoldenModelTest,
-    ::testing::Values(GoldenCase{"llama_tiny", "llama_tiny/reference.json"},
-                      GoldenCase{"qwen2_tiny", "qwen2_tiny/reference.json"},
-                      GoldenCase{"qwen3_tiny", "qwen3_tiny/reference.json"},
-                      GoldenCase{"qwen3_tiny_sharded", "qwen3_tiny/reference.json"}),
-    [](const auto& info) { return info.param.model_dir; });
+INSTANTIATE_TEST_SUITE_P(Architectures, GoldenModelTest,
+                         ::testing::Values(GoldenCase{"llama_tiny", "llama_tiny/reference.json"},
+                                           GoldenCase{"qwen2_tiny", "qwen2_tiny/reference.json"},
+                                           GoldenCase{"qwen3_tiny", "qwen3_tiny/reference.json"},
+                                           GoldenCase{"qwen3_tiny_sharded",
+                                                      "qwen3_tiny/reference.json"}),
+                         [](const auto& info) { return info.param.model_dir; });
 
 }  // namespace
 }  // namespace kvasir

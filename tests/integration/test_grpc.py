@@ -86,6 +86,23 @@ def test_reflection_lists_the_service(channel):
     names = [s.name for r in responses for s in r.list_services_response.service]
     assert "kvasir.v1.Kvasir" in names
     assert "grpc.health.v1.Health" in names
+    # Generate and Tokenize are registered raw (ByteBuffer): reflection still describes them.
+    from google.protobuf import descriptor_pb2
+    responses = reflection.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(file_containing_symbol="kvasir.v1.Kvasir")]),
+        timeout=10)
+    methods = {}
+    for r in responses:
+        for raw in r.file_descriptor_response.file_descriptor_proto:
+            file = descriptor_pb2.FileDescriptorProto.FromString(raw)
+            for service in file.service:
+                if f"{file.package}.{service.name}" == "kvasir.v1.Kvasir":
+                    methods = {m.name: (m.input_type, m.output_type) for m in service.method}
+    assert methods == {
+        "Generate": (".kvasir.v1.GenerateRequest", ".kvasir.v1.GenerateResponse"),
+        "Tokenize": (".kvasir.v1.TokenizeRequest", ".kvasir.v1.TokenizeResponse"),
+        "GetModelInfo": (".kvasir.v1.GetModelInfoRequest", ".kvasir.v1.ModelInfo"),
+    }
 
 
 def test_tokenize_matches_cli(stub, stubs, kvasir_bin, model_path):
@@ -146,38 +163,68 @@ def test_bad_request_is_invalid_argument_and_server_stays_up(stub, stubs, case):
     assert_good_request_succeeds(stub, pb2)
 
 
-def test_invalid_utf8_text_is_rejected(channel, stub, stubs):
-    """proto3 strings must be UTF-8, so grpcio cannot build this request: hand-encode the wire
-    bytes. What happens (gRPC 1.51, protobuf 3.21): the C++ protobuf parser rejects the message
-    ("String field 'kvasir.v1.GenerateRequest.text' contains invalid UTF-8 data", logged by
-    libprotobuf) before our handler runs, and gRPC's callback API then ends the call with
-    UNIMPLEMENTED and empty details. Our own UTF-8 check (INVALID_ARGUMENT "text is not valid
-    UTF-8") is for what the parser lets through. Either way the request is refused and the server
-    stays healthy."""
+def field_bytes(number: int, value: bytes) -> bytes:
+    """A length-delimited field on the wire (tag and length fit one byte here)."""
+    assert number < 16 and len(value) < 128
+    return bytes([number << 3 | 2, len(value)]) + value
+
+
+BAD_UTF8 = b"\xff\xfe bad"
+
+
+def raw_generate(channel, pb2, wire: bytes):
+    call = channel.unary_stream("/kvasir.v1.Kvasir/Generate", request_serializer=lambda b: b,
+                                response_deserializer=pb2.GenerateResponse.FromString)
+    return list(call(wire, timeout=30))
+
+
+def raw_tokenize(channel, pb2, wire: bytes):
+    call = channel.unary_unary("/kvasir.v1.Kvasir/Tokenize", request_serializer=lambda b: b,
+                               response_deserializer=pb2.TokenizeResponse.FromString)
+    return call(wire, timeout=30)
+
+
+MAX_TOKENS_2 = bytes([0x50, 2])  # field 10 (max_tokens, varint) = 2
+
+
+@pytest.mark.parametrize("rpc,wire,field", [
+    ("Generate", field_bytes(2, BAD_UTF8) + MAX_TOKENS_2, "GenerateRequest.text"),
+    ("Generate", field_bytes(1, BAD_UTF8) + field_bytes(2, b"Hi") + MAX_TOKENS_2,
+     "GenerateRequest.request_id"),
+    ("Tokenize", field_bytes(1, BAD_UTF8), "TokenizeRequest.text"),
+], ids=["generate-text", "generate-request_id", "tokenize-text"])
+def test_invalid_utf8_is_invalid_argument_naming_the_field(server, channel, stub, stubs, rpc,
+                                                           wire, field):
+    """proto3 strings must be UTF-8, so grpcio cannot build these requests: the wire bytes are
+    hand-encoded. The server takes Generate and Tokenize raw and parses them itself, so the
+    protobuf parser's refusal becomes INVALID_ARGUMENT naming the field (gRPC's callback API
+    would answer UNIMPLEMENTED with no message). The server finds the field before the protobuf
+    parser runs, so libprotobuf does not log its own "invalid UTF-8 data" error."""
     pb2, _ = stubs
-
-    def generate_raw(text: bytes):
-        # field 2 (text, length-delimited), field 10 (max_tokens, varint) = 2
-        raw = bytes([0x12, len(text)]) + text + bytes([0x50, 2])
-        call = channel.unary_stream("/kvasir.v1.Kvasir/Generate", request_serializer=lambda b: b,
-                                    response_deserializer=pb2.GenerateResponse.FromString)
-        return list(call(raw, timeout=30))
-
-    # The hand encoding is right: the same bytes with valid UTF-8 generate.
-    assert generate_raw(b"Hi")[-1].complete.usage.completion_tokens == 2
-    refused = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNIMPLEMENTED)
+    send = raw_generate if rpc == "Generate" else raw_tokenize
     with pytest.raises(grpc.RpcError) as error:
-        generate_raw(b"\xff\xfe bad")
-    assert error.value.code() in refused
-    if error.value.code() == grpc.StatusCode.INVALID_ARGUMENT:
-        assert "UTF-8" in error.value.details()
-    tokenize_raw = channel.unary_unary("/kvasir.v1.Kvasir/Tokenize",
-                                       request_serializer=lambda b: b,
-                                       response_deserializer=pb2.TokenizeResponse.FromString)
-    text = b"\xff\xfe bad"
-    with pytest.raises(grpc.RpcError) as error:
-        tokenize_raw(bytes([0x0A, len(text)]) + text, timeout=30)
-    assert error.value.code() in refused
+        send(channel, pb2, wire)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, error.value.details()
+    assert error.value.details() == f"{field} is not valid UTF-8"
+    assert "invalid UTF-8 data" not in server.log()
+    assert_good_request_succeeds(stub, pb2)
+    assert list(stub.Tokenize(pb2.TokenizeRequest(text="Hi")).token_ids)
+
+
+def test_raw_wire_requests_work_and_malformed_is_invalid_argument(channel, stub, stubs):
+    pb2, _ = stubs
+    # The hand encoding is right: the same bytes with valid UTF-8 work.
+    assert raw_generate(channel, pb2, field_bytes(2, b"Hi") +
+                        MAX_TOKENS_2)[-1].complete.usage.completion_tokens == 2
+    assert (list(raw_tokenize(channel, pb2, field_bytes(1, b"Hi")).token_ids) ==
+            list(stub.Tokenize(pb2.TokenizeRequest(text="Hi")).token_ids))
+    # The text field's length runs past the end of the message: not parseable at all.
+    for send, wire, message in ((raw_generate, bytes([0x12, 40]) + b"Hi", "GenerateRequest"),
+                                (raw_tokenize, bytes([0x0A, 40]) + b"Hi", "TokenizeRequest")):
+        with pytest.raises(grpc.RpcError) as error:
+            send(channel, pb2, wire)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error.value.details() == f"malformed {message}"
     assert_good_request_succeeds(stub, pb2)
 
 

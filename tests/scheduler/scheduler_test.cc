@@ -78,11 +78,10 @@ TEST(SchedulerTest, ChunksLongPromptsWithinTheTokenBudgetAndRunsDecodesFirst) {
   s.Add(MakeSeq(1, 3, 10));   // short
   s.Add(MakeSeq(2, 20, 10));  // long: chunked over several steps
   const std::vector<std::vector<std::pair<uint64_t, int32_t>>> expected = {
-      {{1, 3}, {2, 5}},  // prefill of 1, first chunk of 2
-      {{1, 1}, {2, 7}},  // decode of 1 first, then the rest of the budget for 2
-      {{1, 1}, {2, 7}},
-      {{1, 1}, {2, 1}},  // 2 finished its prompt (5+7+7+1 = 20) and sampled
-      {{1, 1}, {2, 1}},  // both decoding
+      {{1, 3}, {2, 5}},                    // prefill of 1, first chunk of 2
+      {{1, 1}, {2, 7}},                    // decode of 1 first, then the rest of the budget for 2
+      {{1, 1}, {2, 7}}, {{1, 1}, {2, 1}},  // 2 finished its prompt (5+7+7+1 = 20) and sampled
+      {{1, 1}, {2, 1}},                    // both decoding
   };
   for (size_t step = 0; step < expected.size(); ++step) {
     EXPECT_EQ(RunStep(s), expected[step]) << "step " << step;
@@ -174,8 +173,7 @@ TEST(SchedulerPropertyTest, NoLeaksNoDoubleOwnershipEveryRequestEndsOnce) {
         for (int32_t b : q->block_table) ++owners[b];
         held += static_cast<int32_t>(q->block_table.size());
         ASSERT_LE(q->num_computed_tokens, q->num_tokens());
-        ASSERT_GE(static_cast<int32_t>(q->block_table.size()) * block_size,
-                  q->num_computed_tokens);
+        ASSERT_GE(static_cast<int32_t>(q->block_table.size()) * block_size, q->num_computed_tokens);
       }
       for (int32_t b = 0; b < bm.num_blocks(); ++b) {
         ASSERT_EQ(owners[b], bm.ref_count(b)) << "block " << b << " seed " << seed;

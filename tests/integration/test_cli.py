@@ -1,7 +1,10 @@
 """The kvasir command line: usage errors (exit 2) and unreadable models (exit 1, file named)."""
 import os
+import pathlib
 
-from conftest import run_cli
+import pytest
+
+from conftest import run_cli, run_cli_json
 
 
 def test_help(kvasir_bin):
@@ -57,3 +60,28 @@ def test_generate_streams_text_without_json(kvasir_bin, model_path):
                      "--max-tokens", 4)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
+
+
+def test_tokenize_accepts_a_directory_holding_only_tokenizer_json(kvasir_bin, model_path):
+    """The SmolLM2 tokenizer.json (made from the GGUF vocab by tools/gen_tokenizer_goldens.py)
+    tokenizes like the GGUF itself."""
+    repo = pathlib.Path(os.environ["KVASIR_REPO"])
+    tok_dir = repo / "tests" / "fixtures" / "tokenizer" / "smollm2"
+    text = "Hello world! 12345 <|im_start|>user\nnaïve café 🍕"
+    from_dir = run_cli_json(kvasir_bin, "tokenize", "--model", tok_dir, "--text", text)
+    from_gguf = run_cli_json(kvasir_bin, "tokenize", "--model", model_path, "--text", text)
+    assert from_dir["token_ids"] == from_gguf["token_ids"]
+    assert len(from_dir["token_ids"]) > 5
+
+
+def test_tokenize_no_special_drops_the_bos_token(kvasir_bin):
+    """DeepSeek-V3's tokenizer adds BOS (id 0) by default; --no-special adds nothing."""
+    repo = pathlib.Path(os.environ["KVASIR_REPO"])
+    tok_dir = repo.parent / "shared" / "fixtures" / "tokenizers" / "deepseek_v3"
+    if not tok_dir.exists():
+        pytest.skip(f"{tok_dir} not present")
+    with_bos = run_cli_json(kvasir_bin, "tokenize", "--model", tok_dir, "--text", "Hello")
+    without = run_cli_json(kvasir_bin, "tokenize", "--model", tok_dir, "--text", "Hello",
+                           "--no-special")
+    assert with_bos["token_ids"][0] == 0
+    assert with_bos["token_ids"][1:] == without["token_ids"]

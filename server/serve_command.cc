@@ -112,9 +112,12 @@ int RunServe(absl::Span<const char* const> args) {
                static_cast<long long>(info.max_model_len), (*server)->address().c_str(),
                info.kernels.c_str());
   std::fprintf(stderr,
-               "kvasir: try  grpcurl -plaintext -d '{\"text\": \"Hello\", \"max_tokens\": 32}' "
+               "kvasir: send a request from the repository root with\n"
+               "  .venv/bin/python tools/client.py --target localhost:%d --prompt \"Hello\"\n"
+               "or, with grpcurl (reflection is on):\n"
+               "  grpcurl -plaintext -d '{\"text\": \"Hello\", \"max_tokens\": 32}' "
                "localhost:%d kvasir.v1.Kvasir/Generate\n",
-               (*server)->port());
+               (*server)->port(), (*server)->port());
   std::fflush(stderr);
 
   int signal_number = 0;

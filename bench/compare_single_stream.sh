@@ -7,7 +7,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 threads=${1:-2}
 model=${KVASIR_DEFAULT_MODEL:-${XDG_CACHE_HOME:-$HOME/.cache}/kvasir/models/SmolLM2-135M-Instruct.Q4_1.gguf}
-bench="$root/build/bench/single_stream_bench"
+bench="${KVASIR_BUILD:-$root/build}/bench/single_stream_bench"
 echo "# $(date -u +%F) $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, threads=$threads"
 for p in 128 512; do
   "$bench" --model "$model" --threads "$threads" --prompt-tokens "$p" --decode-tokens 16 --repeats 3

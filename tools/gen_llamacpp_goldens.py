@@ -15,9 +15,18 @@ add_special=True, so a BOS is prepended only if the GGUF metadata asks for one -
 says tokenizer.ggml.add_bos_token = false), then exactly --new-tokens (64) tokens are decoded by
 pure argmax over the raw logits of the last position (no sampler, no repetition penalty, no stop
 at EOS), driving llama.cpp's eval loop directly: reset(); eval(prompt); repeat {argmax of
-llama_get_logits_ith(ctx, -1); eval([tok])}. Output JSON (one line per prompt):
+llama_get_logits_ith(ctx, -1); eval([tok])}. The KV cache is F32 and flash attention off
+(--kv-cache-type, --flash-attn; both recorded in the JSON): llama.cpp's default F16 cache rounds
+K and V, which Kvasir's F32 CPU cache does not, and that alone flips near-tied greedy choices.
+With --recompute every step re-evaluates prompt + generated tokens as one batch (recorded as
+decode_mode). llama.cpp is not batch invariant: with LLAMAFILE, V-weighted sums in attention
+are computed by tinyBLAS sgemm for multi-token batches but by ggml_vec_dot_f32 for a 1-token
+decode step (different summation order), so its incremental greedy decode can differ from the
+same tokens evaluated as a prompt by 0.4-0.6 logits after ~30 positions. Kvasir is batch
+invariant and reproduces llama.cpp's multi-token-batch numerics, which --recompute measures.
+Output JSON (one line per prompt):
     {generator, llama_cpp_version, llama_cpp_system_info, model_file, model_sha256, n_ctx,
-     n_threads, n_batch, add_bos, new_tokens, prompts: [{prompt, prompt_ids, output_ids,
+     n_threads, n_batch, add_bos, new_tokens, kv_cache_type, flash_attn, prompts: [{prompt, prompt_ids, output_ids,
      output_text, output_text_special, steps: [{top1, top1_logit, top2, top2_logit}]}]}
 output_text is llm.detokenize(output_ids) (special tokens not rendered), output_text_special the
 same with special=True; both decoded as UTF-8 with errors="replace". Logits are written with 7
@@ -105,9 +114,16 @@ def g7(x):
     return float(f"{float(x):.7g}")
 
 
-def load(model, threads, n_batch=512):
+KV_TYPES = {"f32": 0, "f16": 1}  # GGML_TYPE_F32, GGML_TYPE_F16
+
+
+def load(model, threads, n_batch=512, kv_type=None, flash_attn=False):
+    kw = {}
+    if kv_type is not None:
+        kw = dict(type_k=KV_TYPES[kv_type], type_v=KV_TYPES[kv_type])
     return Llama(model_path=model, n_ctx=2048, n_threads=threads, n_threads_batch=threads,
-                 n_batch=n_batch, seed=0, logits_all=False, verbose=False)
+                 n_batch=n_batch, seed=0, logits_all=False, verbose=False,
+                 flash_attn=flash_attn, **kw)
 
 
 def last_logits(llm):
@@ -117,11 +133,14 @@ def last_logits(llm):
     return np.ctypeslib.as_array(ptr, shape=(llm.n_vocab(),)).copy()
 
 
-def greedy(llm, prompt_ids, n_new, want_steps=True):
+def greedy(llm, prompt_ids, n_new, want_steps=True, recompute=False):
     llm.reset()
     llm.eval(prompt_ids)
     out, steps = [], []
     for _ in range(n_new):
+        if recompute and out:
+            llm.reset()
+            llm.eval(prompt_ids + out)
         logits = last_logits(llm)
         tok = int(np.argmax(logits))
         if want_steps:
@@ -132,7 +151,8 @@ def greedy(llm, prompt_ids, n_new, want_steps=True):
             steps.append(dict(top1=tok, top1_logit=g7(logits[tok]), top2=tok2,
                               top2_logit=g7(logits[tok2])))
         out.append(tok)
-        llm.eval([tok])
+        if not recompute:
+            llm.eval([tok])
     return out, steps
 
 
@@ -149,7 +169,7 @@ def system_info():
 
 
 def goldens(args):
-    llm = load(args.model, args.threads)
+    llm = load(args.model, args.threads, kv_type=args.kv_cache_type, flash_attn=args.flash_attn)
     add_bos = add_bos_flag(llm)
     meta_add_bos = llm.metadata.get("tokenizer.ggml.add_bos_token")
     bos = llm.token_bos()
@@ -160,7 +180,7 @@ def goldens(args):
         if ids != (([bos] if add_bos else []) + plain):
             raise RuntimeError(f"unexpected BOS handling (add_bos={add_bos}): {ids[:4]}")
         t0 = time.perf_counter()
-        out, steps = greedy(llm, ids, args.new_tokens)
+        out, steps = greedy(llm, ids, args.new_tokens, recompute=args.recompute)
         dt = time.perf_counter() - t0
         records.append(dict(
             prompt=prompt, prompt_ids=[int(t) for t in ids], output_ids=out,
@@ -172,7 +192,8 @@ def goldens(args):
               f"min margin {margin:.4f}: {records[-1]['output_text'][:60]!r}", file=sys.stderr)
 
     # Determinism check: the first prompt again must give identical ids.
-    again, _ = greedy(llm, records[0]["prompt_ids"], args.new_tokens, want_steps=False)
+    again, _ = greedy(llm, records[0]["prompt_ids"], args.new_tokens, want_steps=False,
+                      recompute=args.recompute)
     if again != records[0]["output_ids"]:
         raise RuntimeError("llama.cpp greedy decode is not reproducible across runs")
 
@@ -187,6 +208,8 @@ def goldens(args):
         tokenize="llama_tokenize(add_special=true, parse_special=true)",
         decoding="argmax of raw last-position logits; no sampler, no penalties, EOS not a stop",
         new_tokens=args.new_tokens,
+        kv_cache_type=args.kv_cache_type, flash_attn=bool(args.flash_attn),
+        decode_mode="recompute" if args.recompute else "incremental",
     )
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:
@@ -283,6 +306,15 @@ def main():
     ap.add_argument("--out", default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--kv-cache-type", choices=sorted(KV_TYPES), default="f32",
+                    help="llama.cpp K/V cache type for goldens (default f32: the same precision as "
+                         "Kvasir's CPU KV cache, so the reference is like for like; llama.cpp's "
+                         "own default is f16)")
+    ap.add_argument("--flash-attn", action="store_true",
+                    help="enable llama.cpp flash attention for goldens (default off)")
+    ap.add_argument("--recompute", action="store_true",
+                    help="evaluate prompt + tokens so far from scratch at every step instead of "
+                         "one token at a time; see the module docstring")
     ap.add_argument("--bench", action="store_true")
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()

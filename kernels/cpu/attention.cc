@@ -1,116 +1,49 @@
 // Paged attention and KV-cache writes (declared in ops.h).
 //
-// One task per (query token, head). Each task walks its context from position 0 upwards in tiles
-// of kTile positions aligned to absolute positions (0, 32, 64, ...), with an online softmax:
-//   scores s_p = dot(q, k_p) * scale (8-lane dot, fixed reduction tree, see simd_internal.h),
-//   m' = max(m, max_p s_p); alpha = exp(m - m'); acc = acc * alpha; l = l * alpha;
-//   for p in order: w = exp(s_p - m'); l += w; acc = fma(w, v_p, acc);
-//   out = acc * (1 / l).
-// Since tiles are fixed by absolute position and the order never changes, a query's result is
-// independent of batching, chunking, block size, threads and ISA (scalar and AVX2 do the same ops).
+// One task per (query token, head), computed with the numerics of llama.cpp's CPU attention
+// (non-flash path, F32 KV cache) so that GGUF models reproduce llama.cpp bit for bit:
+//   scores s_p = dot(q, k_p) * scale, the dot as ggml_vec_dot_f32 does it on AVX2: four 8-lane
+//     FMA accumulators over 32-element steps, reduced acc0+acc2, acc1+acc3, then +, then the
+//     8 lanes as (l0+l4)+(l1+l5) + ((l2+l6)+(l3+l7)) (hadd order);
+//   softmax as ggml_soft_max: m = max_p s_p; e_p = ExpfGgml(s_p - m); the sum is taken over
+//     8-position blocks aligned at position 0 (each block summed in float, ReduceLanes order)
+//     accumulated in double; w_p = e_p * float(1 / sum);
+//   out_j as llamafile's tinyBLAS sgemm (V transposed): 8 lanes, lane p % 8 accumulates
+//     fma(v_p[j], w_p) in position order, then ReduceLanes.
+// Every step depends only on the query row and its context, in a fixed order, so the result is
+// independent of batching, chunking, block size and threads.
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
 
-#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/simd_internal.h"
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define KVASIR_HAVE_X86 1
-#endif
 
 namespace kvasir::cpu {
 namespace {
 
-constexpr int kTile = 32;
 constexpr int kMaxHeadDim = 512;
 
-// scores[i] = dot(q, k[i]) * scale.
-using ScoreFn = void (*)(const float* q, const float* const* k, int count, int d, float scale,
-                         float* scores);
-// acc = acc * alpha (skipped when alpha == 1), then acc = fma(w[i], v[i], acc) for i in order.
-using AccumulateFn = void (*)(float* acc, const float* const* v, const float* w, int count, int d,
-                              float alpha);
-
-float DotScalar(const float* a, const float* b, int d) {
-  float acc[8] = {};
-  const int d8 = d / 8 * 8;
-  for (int i = 0; i < d8; i += 8) {
-    for (int l = 0; l < 8; ++l) acc[l] = std::fma(a[i + l], b[i + l], acc[l]);
-  }
-  float s = internal::ReduceLanes(acc);
-  for (int i = d8; i < d; ++i) s = std::fma(a[i], b[i], s);
-  return s;
-}
-
-void ScoreScalar(const float* q, const float* const* k, int count, int d, float scale,
-                 float* scores) {
-  for (int i = 0; i < count; ++i) scores[i] = DotScalar(q, k[i], d) * scale;
-}
-
-void AccumulateScalar(float* acc, const float* const* v, const float* w, int count, int d,
-                      float alpha) {
-  if (alpha != 1.0f) {
-    for (int j = 0; j < d; ++j) acc[j] *= alpha;
-  }
-  for (int i = 0; i < count; ++i) {
-    for (int j = 0; j < d; ++j) acc[j] = std::fma(w[i], v[i][j], acc[j]);
-  }
-}
-
-#ifdef KVASIR_HAVE_X86
-#define KVASIR_AVX2 __attribute__((target("avx2,fma,f16c")))
-
-KVASIR_AVX2 float DotAvx2(const float* a, const float* b, int d) {
-  __m256 acc = _mm256_setzero_ps();
-  const int d8 = d / 8 * 8;
-  for (int i = 0; i < d8; i += 8) {
-    acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
-  }
-  const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-  const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-  float s = _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 0x55)));
-  for (int i = d8; i < d; ++i) s = std::fma(a[i], b[i], s);
-  return s;
-}
-
-KVASIR_AVX2 void ScoreAvx2(const float* q, const float* const* k, int count, int d, float scale,
-                           float* scores) {
-  for (int i = 0; i < count; ++i) scores[i] = DotAvx2(q, k[i], d) * scale;
-}
-
-KVASIR_AVX2 void AccumulateAvx2(float* acc, const float* const* v, const float* w, int count,
-                                int d, float alpha) {
-  const int d8 = d / 8 * 8;
-  for (int j = 0; j < d8; j += 8) {
-    __m256 a = _mm256_loadu_ps(acc + j);
-    if (alpha != 1.0f) a = _mm256_mul_ps(a, _mm256_set1_ps(alpha));
-    for (int i = 0; i < count; ++i) {
-      a = _mm256_fmadd_ps(_mm256_set1_ps(w[i]), _mm256_loadu_ps(v[i] + j), a);
+inline float DotGgml(const float* a, const float* b, int d) {
+  float acc[4][8] = {};
+  const int d32 = d / 32 * 32;
+  for (int i = 0; i < d32; i += 32) {
+    for (int r = 0; r < 4; ++r) {
+      for (int l = 0; l < 8; ++l)
+        acc[r][l] = std::fma(a[i + 8 * r + l], b[i + 8 * r + l], acc[r][l]);
     }
-    _mm256_storeu_ps(acc + j, a);
   }
-  for (int j = d8; j < d; ++j) {
-    float a = alpha != 1.0f ? acc[j] * alpha : acc[j];
-    for (int i = 0; i < count; ++i) a = std::fma(w[i], v[i][j], a);
-    acc[j] = a;
+  float t[4];
+  for (int l = 0; l < 8; ++l) {
+    acc[0][l] += acc[2][l];
+    acc[1][l] += acc[3][l];
+    acc[0][l] += acc[1][l];
   }
-}
-#endif  // KVASIR_HAVE_X86
-
-struct Kernels {
-  ScoreFn score;
-  AccumulateFn accumulate;
-};
-
-Kernels ChooseKernels() {
-#ifdef KVASIR_HAVE_X86
-  if (UseAvx2()) return {&ScoreAvx2, &AccumulateAvx2};
-#endif
-  return {&ScoreScalar, &AccumulateScalar};
+  for (int l = 0; l < 4; ++l) t[l] = acc[0][l] + acc[0][l + 4];
+  float s = (t[0] + t[1]) + (t[2] + t[3]);
+  for (int i = d32; i < d; ++i) s += a[i] * b[i];
+  return s;
 }
 
 // Address of position p's row for kv head kvh in one sequence's paged cache.
@@ -122,36 +55,33 @@ inline const float* CacheRow(const float* cache, const PagedAttentionArgs& a, co
 }
 
 // Attends one query head at absolute position pos to positions [0, pos] of its sequence.
-void AttendOne(const PagedAttentionArgs& a, const Kernels& kern, const float* q,
-               const int32_t* blocks, int pos, int kvh, float* out) {
+KVASIR_FMA_CLONES void AttendOne(const PagedAttentionArgs& a, const float* q, const int32_t* blocks,
+                                 int pos, int kvh, float* out) {
   const int d = a.head_dim;
-  alignas(32) float acc[kMaxHeadDim] = {};
-  float scores[kTile];
-  const float* k_rows[kTile];
-  const float* v_rows[kTile];
+  const int n = pos + 1;
+  thread_local std::vector<float> w;
+  w.assign(static_cast<size_t>((n + 7) / 8 * 8), 0.0f);
   float m = -std::numeric_limits<float>::infinity();
-  float l = 0.0f;
-  for (int p0 = 0; p0 <= pos; p0 += kTile) {
-    const int count = std::min(kTile, pos + 1 - p0);
-    for (int i = 0; i < count; ++i) {
-      k_rows[i] = CacheRow(a.k_cache, a, blocks, p0 + i, kvh);
-      v_rows[i] = CacheRow(a.v_cache, a, blocks, p0 + i, kvh);
-    }
-    kern.score(q, k_rows, count, d, a.scale, scores);
-    float tile_max = scores[0];
-    for (int i = 1; i < count; ++i) tile_max = std::fmax(tile_max, scores[i]);
-    const float m_new = std::fmax(m, tile_max);
-    const float alpha = m_new == m ? 1.0f : std::exp(m - m_new);
-    l *= alpha;
-    for (int i = 0; i < count; ++i) {
-      scores[i] = std::exp(scores[i] - m_new);
-      l += scores[i];
-    }
-    kern.accumulate(acc, v_rows, scores, count, d, alpha);
-    m = m_new;
+  for (int p = 0; p < n; ++p) {
+    w[p] = DotGgml(q, CacheRow(a.k_cache, a, blocks, p, kvh), d) * a.scale;
+    m = std::fmax(m, w[p]);
   }
-  const float inv_l = 1.0f / l;
-  for (int j = 0; j < d; ++j) out[j] = acc[j] * inv_l;
+  for (int p = 0; p < n; ++p) w[p] = internal::ExpfGgml(w[p] - m);
+  double sum = 0.0;
+  for (int p0 = 0; p0 < n; p0 += 8) sum += static_cast<double>(internal::ReduceLanes(&w[p0]));
+  const float inv = static_cast<float>(1.0 / sum);
+  for (int p = 0; p < n; ++p) w[p] *= inv;
+  alignas(32) float acc[kMaxHeadDim][8];
+  for (int j = 0; j < d; ++j) {
+    for (int l = 0; l < 8; ++l) acc[j][l] = 0.0f;
+  }
+  for (int p = 0; p < n; ++p) {
+    const float* v = CacheRow(a.v_cache, a, blocks, p, kvh);
+    const float wp = w[p];
+    float* lane = &acc[0][p % 8];
+    for (int j = 0; j < d; ++j) lane[8 * j] = std::fma(v[j], wp, lane[8 * j]);
+  }
+  for (int j = 0; j < d; ++j) out[j] = internal::ReduceLanes(acc[j]);
 }
 
 }  // namespace
@@ -162,7 +92,6 @@ void PagedAttention(const PagedAttentionArgs& a, ThreadPool* pool) {
   for (int s = 0; s < a.num_seqs; ++s) {
     for (int32_t t = a.query_start[s]; t < a.query_start[s + 1]; ++t) token_seq[t] = s;
   }
-  const Kernels kern = ChooseKernels();
   const int group = a.num_heads / a.num_kv_heads;
   auto task = [&](int64_t item) {
     const int64_t t = item / a.num_heads;
@@ -171,7 +100,7 @@ void PagedAttention(const PagedAttentionArgs& a, ThreadPool* pool) {
     const int q_len = a.query_start[s + 1] - a.query_start[s];
     const int pos = a.seq_lens[s] - q_len + static_cast<int>(t - a.query_start[s]);
     const int64_t offset = (t * a.num_heads + h) * a.head_dim;
-    AttendOne(a, kern, a.q + offset, a.block_table + a.block_table_indptr[s], pos, h / group,
+    AttendOne(a, a.q + offset, a.block_table + a.block_table_indptr[s], pos, h / group,
               a.out + offset);
   };
   const int64_t items = num_tokens * a.num_heads;

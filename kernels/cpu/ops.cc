@@ -5,20 +5,16 @@
 #include <vector>
 
 #include "kernels/cpu/quant.h"
+#include "kernels/cpu/simd_internal.h"
 
 namespace kvasir::cpu {
 namespace {
 
-// Sum of squares with 8 interleaved partial sums and a fixed reduction tree; the explicit lanes
-// keep the order the same whether or not the compiler vectorises the loop.
-float SumSquares(const float* x, int64_t n) {
-  float acc[8] = {};
-  const int64_t n8 = n / 8 * 8;
-  for (int64_t i = 0; i < n8; i += 8) {
-    for (int l = 0; l < 8; ++l) acc[l] += x[i + l] * x[i + l];
-  }
-  float s = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
-  for (int64_t i = n8; i < n; ++i) s += x[i] * x[i];
+// Sum of squares as ggml's CPU rms_norm computes it: each product rounded to float, then summed
+// in order in double (ggml_float). Matching it bit for bit lets GGUF models reproduce llama.cpp.
+double SumSquares(const float* x, int64_t n) {
+  double s = 0.0;
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(x[i] * x[i]);
   return s;
 }
 
@@ -32,7 +28,7 @@ void RunRows(int64_t rows, int64_t work_per_row, ThreadPool* pool,
   }
 }
 
-inline float Silu(float g) { return g / (1.0f + std::exp(-g)); }
+inline float Silu(float g) { return g / (1.0f + internal::ExpfGgml(-g)); }
 
 }  // namespace
 
@@ -42,7 +38,10 @@ void RmsNorm(const float* x, const float* w, int64_t rows, int64_t dim, float ep
     for (int64_t r = begin; r < end; ++r) {
       const float* xr = x + r * dim;
       float* o = out + r * dim;
-      const float inv = 1.0f / std::sqrt(SumSquares(xr, dim) / static_cast<float>(dim) + eps);
+      // ggml: mean = float(sum / n) (double division), scale = 1 / sqrtf(mean + eps), then x *
+      // scale and, as a separate op, * w.
+      const float mean = static_cast<float>(SumSquares(xr, dim) / static_cast<double>(dim));
+      const float inv = 1.0f / std::sqrt(mean + eps);
       for (int64_t i = 0; i < dim; ++i) o[i] = (xr[i] * inv) * w[i];
     }
   });
@@ -52,7 +51,7 @@ void AddInPlace(float* a, const float* b, int64_t n) {
   for (int64_t i = 0; i < n; ++i) a[i] += b[i];
 }
 
-void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
+KVASIR_FMA_CLONES void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = Silu(gate[i]) * up[i];
 }
 
@@ -66,15 +65,30 @@ void SiluMulFused(const float* gate_up, int64_t rows, int64_t inter, float* out,
   });
 }
 
-void Rope(float* x, int64_t num_tokens, int num_heads, int head_dim, int rot_dim,
-          const int32_t* positions, const float* inv_freq, RopeStyle style) {
+KVASIR_FMA_CLONES void Rope(float* x, int64_t num_tokens, int num_heads, int head_dim, int rot_dim,
+                            const int32_t* positions, const float* inv_freq, RopeStyle style) {
   const int half = rot_dim / 2;
   std::vector<float> cos_v(half), sin_v(half);
+  // ggml's rope cache (llama.cpp) builds the angles of plain RoPE by repeated float multiplication,
+  // theta_0 = p, theta_{i+1} = theta_i * theta_scale with theta_scale = base^(-2/rot_dim) =
+  // inv_freq[1]. When inv_freq is that geometric series (plain RoPE, no llama3/yarn scaling) we
+  // compute the angles the same way so GGUF models reproduce llama.cpp bit for bit; otherwise
+  // angle_i = p * inv_freq[i].
+  bool geometric = half >= 2 && inv_freq[0] == 1.0f;
+  if (geometric) {
+    float r = 1.0f;
+    for (int i = 0; i < half && geometric; ++i) {
+      geometric = std::fabs(r - inv_freq[i]) <= 1e-5f * inv_freq[i];
+      r *= inv_freq[1];
+    }
+  }
   for (int64_t t = 0; t < num_tokens; ++t) {
+    float theta = static_cast<float>(positions[t]);
     for (int i = 0; i < half; ++i) {
-      const float angle = static_cast<float>(positions[t]) * inv_freq[i];
+      const float angle = geometric ? theta : static_cast<float>(positions[t]) * inv_freq[i];
       cos_v[i] = std::cos(angle);
       sin_v[i] = std::sin(angle);
+      if (geometric) theta *= inv_freq[1];
     }
     for (int h = 0; h < num_heads; ++h) {
       float* v = x + (t * num_heads + h) * head_dim;
@@ -82,8 +96,10 @@ void Rope(float* x, int64_t num_tokens, int num_heads, int head_dim, int rot_dim
         const int i0 = style == RopeStyle::kNeox ? i : 2 * i;
         const int i1 = style == RopeStyle::kNeox ? i + half : 2 * i + 1;
         const float a = v[i0], b = v[i1];
-        v[i0] = a * cos_v[i] - b * sin_v[i];
-        v[i1] = b * cos_v[i] + a * sin_v[i];
+        // The x86 build of ggml contracts x0*cos - x1*sin and x0*sin + x1*cos into one FMA
+        // each (the x0 product fused); we do the same explicitly.
+        v[i0] = std::fma(a, cos_v[i], -(b * sin_v[i]));
+        v[i1] = std::fma(a, sin_v[i], b * cos_v[i]);
       }
     }
   }
@@ -102,8 +118,7 @@ void Softmax(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
-void Embedding(const void* table, DType t, int64_t dim, const int32_t* ids, int64_t n,
-               float* out) {
+void Embedding(const void* table, DType t, int64_t dim, const int32_t* ids, int64_t n, float* out) {
   const uint8_t* base = static_cast<const uint8_t*>(table);
   const int64_t row_bytes = RowBytes(t, dim);
   for (int64_t i = 0; i < n; ++i) DequantizeRow(base + ids[i] * row_bytes, t, dim, out + i * dim);

@@ -14,7 +14,9 @@
 #ifndef KVASIR_KERNELS_CPU_SIMD_INTERNAL_H_
 #define KVASIR_KERNELS_CPU_SIMD_INTERNAL_H_
 
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "kernels/cpu/quant.h"
 #include "kernels/dtype.h"
@@ -27,9 +29,9 @@ struct GemmArgs {
   const uint8_t* w = nullptr;      // [n rows, w_row_bytes]
   int64_t w_row_bytes = 0;
   int64_t k = 0;
-  int64_t n = 0;                   // row stride of y
-  const float* bias = nullptr;     // [n] or null
-  float* y = nullptr;              // [m, n]
+  int64_t n = 0;                // row stride of y
+  const float* bias = nullptr;  // [n] or null
+  float* y = nullptr;           // [m, n]
 };
 
 constexpr int kMaxTileRows = 4;  // activation rows per micro-tile
@@ -42,8 +44,50 @@ TileFn GetScalarTile(DType wt);
 TileFn GetAvx2Tile(DType wt);  // null when the AVX2 kernels are not compiled in
 
 // The fixed 8-lane reduction tree above.
+// Hot functions whose results are defined by an exact operation order (fma, fixed lanes) are
+// compiled twice: an FMA clone (FMA + AVX: std::fma becomes one vfmadd; chosen by CPU feature,
+// not model, so AMD and Intel both get it)
+// and a portable one; the loader picks by CPU. fma is exactly rounded either way, so both
+// clones give the same bits.
+#define KVASIR_FMA_CLONES __attribute__((target_clones("fma", "default")))
+
 inline float ReduceLanes(const float* acc) {
   return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+}
+
+inline float AsFloat(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+inline uint32_t AsBits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+}
+
+// exp(x) with the numerics of ggml's vectorised x86 (AVX2+FMA) expf, which llama.cpp uses in
+// softmax and SiLU: the Arm optimized-routines algorithm (x = n*ln2 + b with n = round(x/ln2),
+// a degree-5 polynomial in b, scaled by 2^n; max error ~1.5 ulp). Written per element with
+// explicit fma so the scalar and SIMD builds agree bit for bit with each other and with ggml.
+inline float ExpfGgml(float x) {
+  const float shift = 0x1.8p23f;
+  const float z = std::fma(x, 0x1.715476p+0f, shift);
+  const float n = z - shift;
+  const float b = std::fma(-n, 0x1.7f7d1cp-20f, std::fma(-n, 0x1.62e4p-1f, x));
+  const uint32_t e = AsBits(z) << 23;
+  const float k = AsFloat(e + AsBits(1.0f));
+  const float u = b * b;
+  const float j = std::fma(std::fma(std::fma(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u,
+                                    std::fma(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
+                           u, 0x1.ffffecp-1f * b);
+  if (!(std::fabs(n) > 126.0f)) return std::fma(j, k, k);
+  // Large |n|: scale in two steps (or flush to 0 / inf beyond |n| > 192).
+  const uint32_t g = n <= 0.0f ? 0x82000000u : 0u;
+  const float s1 = AsFloat(g + 0x7f000000u);
+  if (std::fabs(n) > 192.0f) return s1 * s1;
+  const float s2 = AsFloat(e - g);
+  return std::fma(s2, j, s2) * s1;
 }
 
 void QuantizeActivationRowScalar(const float* x, int64_t n, BlockQ8Act* out);

@@ -1,5 +1,8 @@
 // SmolLM2-135M-Instruct (Q4_1 GGUF): greedy continuations against llama.cpp's on the same file
-// (tools/gen_llamacpp_goldens.py), all prompts batched through the engine at once.
+// (tools/gen_llamacpp_goldens.py), all prompts batched through the engine at once. The goldens
+// use an F32 KV cache (like ours) and --recompute (every step evaluated as one multi-token batch),
+// because llama.cpp's 1-token decode step sums attention in a different order than its
+// multi-token batches; the CPU kernels reproduce the multi-token numerics bit for bit.
 #include <cmath>
 #include <filesystem>
 
@@ -78,8 +81,8 @@ TEST_F(SmolLM2Test, GreedyContinuationsMatchLlamaCpp) {
     const auto& s = p["steps"][step];
     const double gap = s["top1_logit"].get<double>() - s["top2_logit"].get<double>();
     const bool tie_flip = ours[step] == s["top2"].get<int32_t>() && gap < kNearTie;
-    EXPECT_TRUE(tie_flip) << "prompt " << p["prompt"] << " diverges at step " << step
-                          << ": ours " << ours[step] << ", llama.cpp " << theirs[step]
+    EXPECT_TRUE(tie_flip) << "prompt " << p["prompt"] << " diverges at step " << step << ": ours "
+                          << ours[step] << ", llama.cpp " << theirs[step]
                           << " (llama.cpp top-2 gap " << gap << ")";
     if (tie_flip) {
       ++near_ties;

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -55,8 +56,22 @@ TEST_P(MatMulDTypeTest, MatchesDoubleReferenceOnDecodedWeights) {
           ref += t;
           mag += std::fabs(t);
         }
-        // Float accumulation of k terms: a few ulps of the magnitude sum.
-        ASSERT_NEAR(y[i * s.n + j], ref, 2e-6 * mag + 1e-6)
+        // Float accumulation of k terms: a few ulps of the magnitude sum. Q4_1 also uses the
+        // block sum s = d * sum(q) rounded to fp16 (ggml's Q8_1), times the weight block's
+        // min m (|m| <= the block's largest decoded |w|): up to 2^-11 * |s| * |m| per block.
+        double s_err = 0.0;
+        if (wt == DType::kQ4_1) {
+          std::vector<BlockQ8Act> qb(s.k / 32);
+          QuantizeActivationRow(x.data() + i * s.k, s.k, qb.data());
+          for (int64_t b = 0; b < s.k / 32; ++b) {
+            double wmax = 0.0;
+            for (int64_t kk = b * 32; kk < b * 32 + 32; ++kk) {
+              wmax = std::max(wmax, std::fabs(static_cast<double>(w.decoded[j * s.k + kk])));
+            }
+            s_err += std::ldexp(std::fabs(static_cast<double>(qb[b].s)), -11) * wmax;
+          }
+        }
+        ASSERT_NEAR(y[i * s.n + j], ref, 2e-6 * mag + 1e-6 + s_err)
             << DTypeName(wt) << " m=" << s.m << " k=" << s.k << " i=" << i << " j=" << j;
       }
     }

@@ -77,7 +77,11 @@ void NaiveRope(std::vector<float>& x, int tokens, int heads, int hd, int rot,
       for (int i = 0; i < rot / 2; ++i) {
         const int a = style == RopeStyle::kNeox ? i : 2 * i;
         const int b = style == RopeStyle::kNeox ? i + rot / 2 : 2 * i + 1;
-        const double angle = static_cast<float>(pos[t]) * inv_freq[i];
+        // Plain (geometric) RoPE angles as ggml builds them: theta_0 = p, theta_{i+1} =
+        // theta_i * inv_freq[1] in float (the kernel does the same to match llama.cpp).
+        float theta = static_cast<float>(pos[t]);
+        for (int e = 0; e < i; ++e) theta *= inv_freq[1];
+        const double angle = theta;
         const double c = std::cos(angle), s = std::sin(angle);
         const double va = v[a], vb = v[b];
         v[a] = static_cast<float>(va * c - vb * s);

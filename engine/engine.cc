@@ -99,6 +99,7 @@ class Engine::Impl {
   absl::flat_hash_map<uint64_t, Live> live_;
   absl::flat_hash_map<std::string, uint64_t> uid_by_id_;
   std::thread thread_;
+  std::once_flag join_once_;
 };
 
 absl::Status Engine::Impl::Init(const EngineOptions& options) {
@@ -201,6 +202,9 @@ absl::Status Engine::Impl::Submit(EngineRequest request, std::shared_ptr<Request
       return absl::InvalidArgumentError(
           absl::StrCat("request id '", request.id, "' is already in use"));
     }
+    // An abort still queued for this id was meant for an earlier request that has finished
+    // since (the id was not live a moment ago); it must not reach this one.
+    std::erase(aborts_, request.id);
     if (!request.sampling.seed.has_value()) {
       request.sampling.seed = (uint64_t{entropy_()} << 32) | entropy_();
     }
@@ -222,11 +226,13 @@ void Engine::Impl::Abort(const std::string& id) {
 void Engine::Impl::Shutdown() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_ && !thread_.joinable()) return;
     stopping_ = true;
   }
   wake_.notify_one();
-  if (thread_.joinable()) thread_.join();
+  // Concurrent callers all wait here until the one join has finished.
+  std::call_once(join_once_, [this] {
+    if (thread_.joinable()) thread_.join();
+  });
 }
 
 void Engine::Impl::Loop() {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "kernels/cpu/ops.h"
 
@@ -28,25 +29,35 @@ double Sampler::Uniform(uint64_t seed, uint64_t step) {
 
 int32_t Sampler::Sample(const float* logits, int64_t vocab, const SamplingParams& params,
                         uint64_t seed, uint64_t step) {
-  if (params.temperature <= 0.0f || params.top_k == 1) {
+  // Greedy also when 1/T overflows (T below ~3e-39): sampling at such T is argmax anyway.
+  const float inv_t = params.temperature > 0.0f ? 1.0f / params.temperature : 0.0f;
+  if (params.temperature <= 0.0f || params.top_k == 1 || !std::isfinite(inv_t)) {
     return static_cast<int32_t>(cpu::Argmax(logits, vocab));
   }
+  // NaN logits can never be sampled (and must not reach the sort, whose order they break).
   candidates_.resize(vocab);
-  for (int64_t i = 0; i < vocab; ++i) candidates_[i] = {logits[i], static_cast<int32_t>(i)};
+  for (int64_t i = 0; i < vocab; ++i) {
+    const float l = std::isnan(logits[i]) ? -std::numeric_limits<float>::infinity() : logits[i];
+    candidates_[i] = {l, static_cast<int32_t>(i)};
+  }
   // Top-k: keep the k largest logits (all when top_k is 0).
   if (params.top_k > 0 && params.top_k < vocab) {
     std::nth_element(candidates_.begin(), candidates_.begin() + params.top_k, candidates_.end(),
                      Greater);
     candidates_.resize(params.top_k);
   }
-  // Unnormalised probabilities exp((l - max) / T), in place of the logits.
   float max_logit = candidates_[0].first;
   for (const auto& c : candidates_) max_logit = std::max(max_logit, c.first);
-  const float inv_t = 1.0f / params.temperature;
+  // An infinite maximum (or only -inf and NaN) leaves no proper distribution: take the argmax.
+  if (!std::isfinite(max_logit)) return static_cast<int32_t>(cpu::Argmax(logits, vocab));
+  // Unnormalised probabilities exp((l - max) / T), in place of the logits.
   double total = 0.0;
   for (auto& c : candidates_) {
     c.first = std::exp((c.first - max_logit) * inv_t);
     total += c.first;
+  }
+  if (!(total > 0.0) || !std::isfinite(total)) {
+    return static_cast<int32_t>(cpu::Argmax(logits, vocab));
   }
   // Top-p: the smallest most-likely prefix holding top_p of the mass. Sorting a growing prefix
   // avoids sorting the whole vocabulary when the distribution is peaked (the usual case).

@@ -1,6 +1,7 @@
 #include "engine/sampler.h"
 
 #include <cmath>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -78,6 +79,47 @@ TEST(SamplerTest, UniformDrawsLieInTheUnitInterval) {
     sum += u;
   }
   EXPECT_NEAR(sum / 10000, 0.5, 0.02);
+}
+
+}  // namespace
+}  // namespace kvasir
+
+namespace kvasir {
+namespace {
+
+// Hostile values a client can send or a model can produce must never crash the sampler or
+// yield a token outside the vocabulary.
+TEST(SamplerTest, TemperatureSoSmallThatItsInverseOverflowsIsGreedy) {
+  Sampler s;
+  std::vector<float> logits(1000, 0.0f);
+  logits[699] = 1.0f;
+  SamplingParams p;
+  p.temperature = 1e-45f;  // subnormal: 1 / T is +inf in float
+  p.top_p = 0.5f;
+  EXPECT_EQ(s.Sample(logits.data(), 1000, p, 1, 0), 699);
+  p.top_p = 1.0f;
+  EXPECT_EQ(s.Sample(logits.data(), 1000, p, 1, 0), 699);
+}
+
+TEST(SamplerTest, NanAndInfiniteLogitsNeverCrashAndNanIsNeverSampled) {
+  Sampler s;
+  std::vector<float> logits(100, 0.0f);
+  for (int i = 0; i < 100; i += 3) logits[i] = std::nanf("");
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.top_p = 0.9f;
+  for (uint64_t step = 0; step < 200; ++step) {
+    const int32_t t = s.Sample(logits.data(), 100, p, 5, step);
+    ASSERT_GE(t, 0);
+    ASSERT_LT(t, 100);
+    EXPECT_NE(t % 3, 0) << "sampled a NaN logit";
+  }
+  logits[5] = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(s.Sample(logits.data(), 100, p, 5, 0), 5);
+  std::vector<float> all_nan(10, std::nanf(""));
+  const int32_t t = s.Sample(all_nan.data(), 10, p, 5, 0);
+  EXPECT_GE(t, 0);
+  EXPECT_LT(t, 10);
 }
 
 }  // namespace

@@ -100,12 +100,18 @@ void ScalarTile(const GemmArgs& a, int64_t i0, int mr, int64_t j0, int nr) {
 
 TileFn GetScalarTile(DType wt) {
   switch (wt) {
-    case DType::kF32: return &ScalarTile<DType::kF32>;
-    case DType::kF16: return &ScalarTile<DType::kF16>;
-    case DType::kBF16: return &ScalarTile<DType::kBF16>;
-    case DType::kQ8_0: return &ScalarTile<DType::kQ8_0>;
-    case DType::kQ4_0: return &ScalarTile<DType::kQ4_0>;
-    case DType::kQ4_1: return &ScalarTile<DType::kQ4_1>;
+    case DType::kF32:
+      return &ScalarTile<DType::kF32>;
+    case DType::kF16:
+      return &ScalarTile<DType::kF16>;
+    case DType::kBF16:
+      return &ScalarTile<DType::kBF16>;
+    case DType::kQ8_0:
+      return &ScalarTile<DType::kQ8_0>;
+    case DType::kQ4_0:
+      return &ScalarTile<DType::kQ4_0>;
+    case DType::kQ4_1:
+      return &ScalarTile<DType::kQ4_1>;
   }
   return nullptr;
 }

@@ -17,7 +17,7 @@ namespace {
 
 KVASIR_AVX2 inline float ReduceLanesAvx2(__m256 v) {
   const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));          // (0+2), (1+3)
+  const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));         // (0+2), (1+3)
   const __m128 s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 0x55));  // (0+2) + (1+3)
   return _mm_cvtss_f32(s1);
 }
@@ -101,8 +101,8 @@ KVASIR_AVX2 void QuantTile(const GemmArgs& a, int64_t i0, int64_t j0) {
       const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.qs));
       __m256i x_lane8 = _mm256_setzero_si256();
       if constexpr (WT == DType::kQ4_0) {
-        const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), xv),
-                                               _mm256_set1_epi16(1));
+        const __m256i sums =
+            _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), xv), _mm256_set1_epi16(1));
         x_lane8 = _mm256_slli_epi32(sums, 3);
       }
       // dd[j] = wd[j] * xd, broadcast from memory (a plain load uop) per weight row.
@@ -111,8 +111,8 @@ KVASIR_AVX2 void QuantTile(const GemmArgs& a, int64_t i0, int64_t j0) {
       if constexpr (WT == DType::kQ4_1) msum[i] = _mm_fmadd_ps(wm, _mm_set1_ps(xb.s), msum[i]);
       for (int j = 0; j < NR; ++j) {
         const __m256i isum = LaneDot<WT>(wq[j], wabs[j], xv, x_lane8);
-        acc[i][j] = _mm256_fmadd_ps(_mm256_broadcast_ss(dd + j), _mm256_cvtepi32_ps(isum),
-                                    acc[i][j]);
+        acc[i][j] =
+            _mm256_fmadd_ps(_mm256_broadcast_ss(dd + j), _mm256_cvtepi32_ps(isum), acc[i][j]);
       }
     }
   }
@@ -204,12 +204,18 @@ struct TileTable {
 
 TileFn GetAvx2Tile(DType wt) {
   switch (wt) {
-    case DType::kF32: return &TileTable<DType::kF32>::Run;
-    case DType::kF16: return &TileTable<DType::kF16>::Run;
-    case DType::kBF16: return &TileTable<DType::kBF16>::Run;
-    case DType::kQ8_0: return &TileTable<DType::kQ8_0>::Run;
-    case DType::kQ4_0: return &TileTable<DType::kQ4_0>::Run;
-    case DType::kQ4_1: return &TileTable<DType::kQ4_1>::Run;
+    case DType::kF32:
+      return &TileTable<DType::kF32>::Run;
+    case DType::kF16:
+      return &TileTable<DType::kF16>::Run;
+    case DType::kBF16:
+      return &TileTable<DType::kBF16>::Run;
+    case DType::kQ8_0:
+      return &TileTable<DType::kQ8_0>::Run;
+    case DType::kQ4_0:
+      return &TileTable<DType::kQ4_0>::Run;
+    case DType::kQ4_1:
+      return &TileTable<DType::kQ4_1>::Run;
   }
   return nullptr;
 }
@@ -232,8 +238,8 @@ KVASIR_AVX2 void QuantizeActivationRowAvx2(const float* x, int64_t n, BlockQ8Act
     const __m256 idv = _mm256_set1_ps(id);
     __m256i q[4];
     for (int c = 0; c < 4; ++c) {
-      const __m256 r = _mm256_round_ps(_mm256_mul_ps(v[c], idv),
-                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      const __m256 r =
+          _mm256_round_ps(_mm256_mul_ps(v[c], idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
       q[c] = _mm256_cvtps_epi32(r);
     }
     // Pack 4 x 8 int32 to 32 int8 in element order (packs interleave 128-bit lanes; permute back).

@@ -44,8 +44,7 @@ void Rope(float* x, int64_t num_tokens, int num_heads, int head_dim, int rot_dim
 void Softmax(float* x, int64_t n);
 
 // Copies rows ids[0..n) of table [vocab, dim] of type t into out [n, dim] as float.
-void Embedding(const void* table, DType t, int64_t dim, const int32_t* ids, int64_t n,
-               float* out);
+void Embedding(const void* table, DType t, int64_t dim, const int32_t* ids, int64_t n, float* out);
 
 // Index of the largest of x[0..n); the lowest index on ties. NaNs are skipped (0 if all are NaN).
 int64_t Argmax(const float* x, int64_t n);
@@ -53,21 +52,21 @@ int64_t Argmax(const float* x, int64_t n);
 // Paged attention over a block-paged float32 KV cache, for a batch mixing prefill chunks and
 // decodes. The cache of one layer is [num_blocks, block_size, num_kv_heads, head_dim].
 struct PagedAttentionArgs {
-  const float* q;              // [num_tokens, num_heads, head_dim]
-  const float* k_cache;        // [num_blocks, block_size, num_kv_heads, head_dim]
-  const float* v_cache;        // same shape as k_cache
+  const float* q;        // [num_tokens, num_heads, head_dim]
+  const float* k_cache;  // [num_blocks, block_size, num_kv_heads, head_dim]
+  const float* v_cache;  // same shape as k_cache
   int num_seqs;
   int num_heads;
-  int num_kv_heads;            // divides num_heads; head h reads kv head h / (heads per kv head)
+  int num_kv_heads;  // divides num_heads; head h reads kv head h / (heads per kv head)
   int head_dim;
   int block_size;
   float scale;                 // usually 1/sqrt(head_dim)
   const int32_t* query_start;  // [num_seqs + 1] offsets of each sequence's tokens in q and out
   const int32_t* seq_lens;     // [num_seqs] context length after this step's tokens are written
   const int32_t* block_table_indptr;  // [num_seqs + 1] CSR row pointers into block_table
-  const int32_t* block_table;  // physical block ids; token p of sequence s lives in block
+  const int32_t* block_table;         // physical block ids; token p of sequence s lives in block
                                // block_table[indptr[s] + p / block_size], slot p % block_size
-  float* out;                  // [num_tokens, num_heads, head_dim]
+  float* out;  // [num_tokens, num_heads, head_dim]
 };
 
 // Causal attention: sequence s's q_len queries are the last q_len positions of its context, so

@@ -60,8 +60,8 @@ std::vector<float> RunBatch(const Problem& pr, const std::vector<Entry>& batch, 
     indptr.push_back(static_cast<int32_t>(table.size()));
     std::vector<int64_t> slots(e.seq_len + 1, -1);  // the extra token has slot -1: skipped
     for (int p = 0; p < e.seq_len; ++p) {
-      slots[p] = int64_t{table[indptr[indptr.size() - 2] + p / block_size]} * block_size +
-                 p % block_size;
+      slots[p] =
+          int64_t{table[indptr[indptr.size() - 2] + p / block_size]} * block_size + p % block_size;
     }
     std::vector<float> kk(pr.k[e.seq].begin(), pr.k[e.seq].begin() + e.seq_len * row);
     std::vector<float> vv(pr.v[e.seq].begin(), pr.v[e.seq].begin() + e.seq_len * row);
@@ -172,8 +172,8 @@ TEST(PagedAttentionInvarianceTest, QueryOutputIsBitwiseIndependentOfBatchChunksA
       {"block size 5", {{1, 70, 70}}, 0, 5, &pool},
   };
   for (const Case& c : cases) {
-    const std::vector<float> got = QueryRow(pr, c.batch, RunBatch(pr, c.batch, c.block_size,
-                                                                  c.pool), c.entry, pos);
+    const std::vector<float> got =
+        QueryRow(pr, c.batch, RunBatch(pr, c.batch, c.block_size, c.pool), c.entry, pos);
     ASSERT_EQ(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)), 0) << c.name;
   }
 }

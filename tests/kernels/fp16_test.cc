@@ -24,11 +24,11 @@ TEST(Fp16Test, ExactValuesRoundTrip) {
 }
 
 TEST(Fp16Test, RoundsToNearestEven) {
-  EXPECT_EQ(Fp32ToFp16(1.0f + 0x1p-11f), 0x3c00);         // tie -> even (down)
-  EXPECT_EQ(Fp32ToFp16(1.0f + 3 * 0x1p-11f), 0x3c02);     // tie -> even (up)
+  EXPECT_EQ(Fp32ToFp16(1.0f + 0x1p-11f), 0x3c00);             // tie -> even (down)
+  EXPECT_EQ(Fp32ToFp16(1.0f + 3 * 0x1p-11f), 0x3c02);         // tie -> even (up)
   EXPECT_EQ(Fp32ToFp16(1.0f + 0x1p-11f + 0x1p-20f), 0x3c01);  // above tie
-  EXPECT_EQ(Fp32ToFp16(0x1p-25f), 0x0000);                // subnormal tie -> 0
-  EXPECT_EQ(Fp32ToFp16(3 * 0x1p-25f), 0x0002);            // subnormal tie -> even
+  EXPECT_EQ(Fp32ToFp16(0x1p-25f), 0x0000);                    // subnormal tie -> 0
+  EXPECT_EQ(Fp32ToFp16(3 * 0x1p-25f), 0x0002);                // subnormal tie -> even
   EXPECT_EQ(Fp32ToFp16(0x1p-25f + 0x1p-35f), 0x0001);
   EXPECT_EQ(Fp32ToFp16(65519.0f), 0x7bff);
 }

@@ -151,8 +151,8 @@ TEST(AddInPlaceTest, AddsElementwise) {
 }
 
 TEST(EmbeddingTest, GathersDecodedRowsForEveryDType) {
-  for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0,
-                  DType::kQ4_1}) {
+  for (DType t :
+       {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0, DType::kQ4_1}) {
     const testing::TestWeights table = testing::MakeWeights(t, 10, 64, 9);
     const std::vector<int32_t> ids = {3, 0, 9, 3};
     std::vector<float> out(4 * 64);

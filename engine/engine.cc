@@ -114,14 +114,9 @@ absl::Status Engine::Impl::Init(const EngineOptions& options) {
   RunnerOptions ro;
   ro.num_threads = options.num_threads;
   ro.block_size = options.block_size;
-  KvCacheSpec probe;  // bytes per token, to size the default pool
-  probe.num_layers = static_cast<int32_t>(c.num_layers);
-  probe.num_kv_heads = static_cast<int32_t>(c.num_kv_heads);
-  probe.head_dim = static_cast<int32_t>(c.head_dim);
-  ro.kv_cache_bytes =
-      options.kv_cache_bytes > 0
-          ? options.kv_cache_bytes
-          : std::min(kMaxDefaultKvBytes, probe.bytes_per_token() * max_len * options.max_num_seqs);
+  ro.kv_cache_bytes = options.kv_cache_bytes;
+  ro.default_kv_tokens = max_len * options.max_num_seqs;
+  ro.max_default_kv_bytes = kMaxDefaultKvBytes;
   KV_ASSIGN_OR_RETURN(runner_, ModelRunner::Create(c, *model.weights, ro));
   const KvCacheSpec& kv = runner_->kv_spec();
   blocks_ = std::make_unique<BlockManager>(kv.num_blocks, kv.block_size);

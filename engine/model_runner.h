@@ -18,7 +18,10 @@ namespace kvasir {
 struct RunnerOptions {
   int num_threads = 0;
   int32_t block_size = 16;
-  int64_t kv_cache_bytes = 0;  // the whole pool; must hold at least one block
+  int64_t kv_cache_bytes = 0;  // the whole pool; must hold at least one block. 0: enough for
+                               // default_kv_tokens tokens, at most max_default_kv_bytes
+  int64_t default_kv_tokens = 0;
+  int64_t max_default_kv_bytes = 0;
 };
 
 class ModelRunner {

@@ -112,11 +112,21 @@ class CpuOps : public Ops {
     cpu::SiluMul(gate.data, up.data, gate.numel(), out.data);
   }
 
-  void Rope(Tensor x, int32_t head_dim, int32_t rot_dim, const Weight& inv_freq,
-            bool interleaved) override {
-    cpu::Rope(x.data, x.rows, static_cast<int>(x.cols / head_dim), head_dim, rot_dim,
-              batch_->positions.data(), static_cast<const float*>(inv_freq.data),
-              interleaved ? cpu::RopeStyle::kInterleaved : cpu::RopeStyle::kNeox);
+  Tensor RopeTable(const Weight& inv_freq, int32_t rot_dim, RopeAngles angles) override {
+    Tensor table = Alloc(batch_->num_tokens(), rot_dim);
+    cpu::RopeCosSin(batch_->positions.data(), table.rows, static_cast<const float*>(inv_freq.data),
+                    rot_dim,
+                    angles == RopeAngles::kGgmlRecurrence ? cpu::RopeAngles::kGgmlRecurrence
+                                                          : cpu::RopeAngles::kProduct,
+                    table.data);
+    return table;
+  }
+
+  void Rope(Tensor x, int32_t head_dim, Tensor table, RopeLayout layout) override {
+    cpu::RopeApply(
+        x.data, x.rows, static_cast<int>(x.cols / head_dim), head_dim, static_cast<int>(table.cols),
+        table.data,
+        layout == RopeLayout::kInterleaved ? cpu::RopeStyle::kInterleaved : cpu::RopeStyle::kNeox);
   }
 
   void Attention(int32_t layer, Tensor q, Tensor k, Tensor v, float scale, Tensor out) override {

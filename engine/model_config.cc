@@ -422,6 +422,10 @@ absl::StatusOr<ModelConfig> ConfigFromGguf(const GgufFile& f) {
   KV_RETURN_IF_ERROR(Validate(c, f.path(), static_cast<double>(rotary_dim) / c.head_dim));
   c.rotary_dim = rotary_dim;
   KV_ASSIGN_OR_RETURN(c.rope_freq_factors, GgufRopeFreqs(f, c.rotary_dim));
+  // llama.cpp's angle recurrence reproduces its plain RoPE exactly; scaled RoPE keeps the product.
+  c.rope_angles = c.rope_scaling.type.empty() && c.rope_freq_factors.empty()
+                      ? RopeAngles::kGgmlRecurrence
+                      : RopeAngles::kProduct;
   return c;
 }
 

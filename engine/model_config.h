@@ -20,6 +20,11 @@ enum class RopeLayout {
   kInterleaved,  // GGUF llama (Q/K rows permuted by llama.cpp's converter): pairs (2i, 2i + 1)
 };
 
+// How RoPE angles are formed: HF's float(p) * inv_freq[i], or llama.cpp's recurrence
+// theta_{i+1} = theta_i * theta_scale (used for GGUF files with plain RoPE, so that they
+// reproduce llama.cpp bit for bit).
+enum class RopeAngles { kProduct, kGgmlRecurrence };
+
 struct RopeScaling {
   std::string type;  // "" (none), "llama3", "linear", "yarn"; "dynamic" is rejected
   double factor = 1;
@@ -50,6 +55,7 @@ struct ModelConfig {
   // element i. Empty when absent. Takes the place of rope_scaling "llama3".
   std::vector<float> rope_freq_factors;
   RopeLayout rope_layout = RopeLayout::kNeox;
+  RopeAngles rope_angles = RopeAngles::kProduct;
   bool tie_word_embeddings = false;
   bool attention_bias = false;  // q, k, v projections have a bias
   bool qk_norm = false;         // per-head RMSNorm of q and k (Qwen3)

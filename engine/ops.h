@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/model_config.h"
 #include "engine/weights/weight_source.h"
 #include "kernels/dtype.h"
 #include "scheduler/batch.h"
@@ -74,10 +75,13 @@ class Ops {
   virtual void Add(Tensor a, Tensor b) = 0;
   // out = silu(gate) * up, elementwise. out may be gate.
   virtual void SiluMul(Tensor gate, Tensor up, Tensor out) = 0;
-  // Rotates the first rot_dim dims of each head of x ([tokens, heads * head_dim]) by the batch
-  // positions. inv_freq has rot_dim / 2 entries (backend memory, from UploadFloats).
-  virtual void Rope(Tensor x, int32_t head_dim, int32_t rot_dim, const Weight& inv_freq,
-                    bool interleaved) = 0;
+  // The RoPE table of this step's positions: [tokens, rot_dim], each row the cos then the sin of
+  // the rot_dim / 2 angles. inv_freq is a 1 x rot_dim/2 weight (UploadFloats). Built once per
+  // step and shared by every layer.
+  virtual Tensor RopeTable(const Weight& inv_freq, int32_t rot_dim, RopeAngles angles) = 0;
+  // Rotates the first rot_dim dims of each head of x ([tokens, heads * head_dim]) by the angles
+  // of table (from RopeTable; rot_dim = table.cols).
+  virtual void Rope(Tensor x, int32_t head_dim, Tensor table, RopeLayout layout) = 0;
   // Writes k, v ([tokens, kv_heads * head_dim]) into the layer's cache at the batch slots, then
   // out = causal paged attention of q ([tokens, heads * head_dim]) over each sequence's context.
   virtual void Attention(int32_t layer, Tensor q, Tensor k, Tensor v, float scale, Tensor out) = 0;

@@ -71,7 +71,6 @@ class LlamaModel : public Model {
     const int32_t hd = static_cast<int32_t>(c_.head_dim);
     const float eps = static_cast<float>(c_.rms_norm_eps);
     const float scale = 1.0f / std::sqrt(static_cast<float>(c_.head_dim));
-    const bool interleaved = c_.rope_layout == RopeLayout::kInterleaved;
     Tensor x = ops.Alloc(n, c_.hidden_size);
     Tensor h = ops.Alloc(n, c_.hidden_size);
     Tensor q = ops.Alloc(n, c_.num_heads * hd);
@@ -81,6 +80,8 @@ class LlamaModel : public Model {
     Tensor gate = ops.Alloc(n, c_.intermediate_size);
     Tensor up = ops.Alloc(n, c_.intermediate_size);
     ops.Embedding(embed_, x);
+    const Tensor rope =
+        ops.RopeTable(inv_freq_, static_cast<int32_t>(c_.rotary_dim), c_.rope_angles);
     for (int32_t i = 0; i < static_cast<int32_t>(layers_.size()); ++i) {
       const LayerWeights& l = layers_[i];
       ops.RmsNorm(x, l.input_norm, eps, h);
@@ -91,8 +92,8 @@ class LlamaModel : public Model {
         ops.RmsNorm(q.View(hd), l.q_norm, eps, q.View(hd));
         ops.RmsNorm(k.View(hd), l.k_norm, eps, k.View(hd));
       }
-      ops.Rope(q, hd, static_cast<int32_t>(c_.rotary_dim), inv_freq_, interleaved);
-      ops.Rope(k, hd, static_cast<int32_t>(c_.rotary_dim), inv_freq_, interleaved);
+      ops.Rope(q, hd, rope, c_.rope_layout);
+      ops.Rope(k, hd, rope, c_.rope_layout);
       ops.Attention(i, q, k, v, scale, attn);
       ops.MatMul(attn, l.o, nullptr, h);
       ops.Add(x, h);

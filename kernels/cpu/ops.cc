@@ -65,31 +65,29 @@ void SiluMulFused(const float* gate_up, int64_t rows, int64_t inter, float* out,
   });
 }
 
-KVASIR_FMA_CLONES void Rope(float* x, int64_t num_tokens, int num_heads, int head_dim, int rot_dim,
-                            const int32_t* positions, const float* inv_freq, RopeStyle style) {
+void RopeCosSin(const int32_t* positions, int64_t num_tokens, const float* inv_freq, int rot_dim,
+                RopeAngles angles, float* cos_sin) {
   const int half = rot_dim / 2;
-  std::vector<float> cos_v(half), sin_v(half);
-  // ggml's rope cache (llama.cpp) builds the angles of plain RoPE by repeated float multiplication,
-  // theta_0 = p, theta_{i+1} = theta_i * theta_scale with theta_scale = base^(-2/rot_dim) =
-  // inv_freq[1]. When inv_freq is that geometric series (plain RoPE, no llama3/yarn scaling) we
-  // compute the angles the same way so GGUF models reproduce llama.cpp bit for bit; otherwise
-  // angle_i = p * inv_freq[i].
-  bool geometric = half >= 2 && inv_freq[0] == 1.0f;
-  if (geometric) {
-    float r = 1.0f;
-    for (int i = 0; i < half && geometric; ++i) {
-      geometric = std::fabs(r - inv_freq[i]) <= 1e-5f * inv_freq[i];
-      r *= inv_freq[1];
-    }
-  }
   for (int64_t t = 0; t < num_tokens; ++t) {
+    float* c = cos_sin + t * rot_dim;
     float theta = static_cast<float>(positions[t]);
     for (int i = 0; i < half; ++i) {
-      const float angle = geometric ? theta : static_cast<float>(positions[t]) * inv_freq[i];
-      cos_v[i] = std::cos(angle);
-      sin_v[i] = std::sin(angle);
-      if (geometric) theta *= inv_freq[1];
+      const float angle = angles == RopeAngles::kGgmlRecurrence
+                              ? theta
+                              : static_cast<float>(positions[t]) * inv_freq[i];
+      c[i] = std::cos(angle);
+      c[half + i] = std::sin(angle);
+      if (half > 1) theta *= inv_freq[1];
     }
+  }
+}
+
+KVASIR_FMA_CLONES void RopeApply(float* x, int64_t num_tokens, int num_heads, int head_dim,
+                                 int rot_dim, const float* cos_sin, RopeStyle style) {
+  const int half = rot_dim / 2;
+  for (int64_t t = 0; t < num_tokens; ++t) {
+    const float* cos_v = cos_sin + t * rot_dim;
+    const float* sin_v = cos_v + half;
     for (int h = 0; h < num_heads; ++h) {
       float* v = x + (t * num_heads + h) * head_dim;
       for (int i = 0; i < half; ++i) {
@@ -103,6 +101,13 @@ KVASIR_FMA_CLONES void Rope(float* x, int64_t num_tokens, int num_heads, int hea
       }
     }
   }
+}
+
+void Rope(float* x, int64_t num_tokens, int num_heads, int head_dim, int rot_dim,
+          const int32_t* positions, const float* inv_freq, RopeStyle style, RopeAngles angles) {
+  std::vector<float> cos_sin(num_tokens * rot_dim);
+  RopeCosSin(positions, num_tokens, inv_freq, rot_dim, angles, cos_sin.data());
+  RopeApply(x, num_tokens, num_heads, head_dim, rot_dim, cos_sin.data(), style);
 }
 
 void Softmax(float* x, int64_t n) {

@@ -34,11 +34,26 @@ enum class RopeStyle {
   kInterleaved,  // pairs (2i, 2i + 1): GGUF llama / Meta
 };
 
+// How the angle of frequency i at position p is formed (inv_freq has rot_dim/2 entries).
+enum class RopeAngles {
+  kProduct,         // float(p) * inv_freq[i], as HF transformers computes it in fp32
+  kGgmlRecurrence,  // theta_0 = p, theta_{i+1} = theta_i * inv_freq[1]: llama.cpp's rope cache
+                    // for plain (unscaled) RoPE, so GGUF models reproduce llama.cpp bit for bit
+};
+
+// Fills cos_sin [num_tokens, rot_dim]: row t holds cos of the rot_dim/2 angles of positions[t],
+// then their sin. Computed once per step and shared by every layer's q and k.
+void RopeCosSin(const int32_t* positions, int64_t num_tokens, const float* inv_freq, int rot_dim,
+                RopeAngles angles, float* cos_sin);
+
 // Rotates, in place, the first rot_dim dims of every head of x [num_tokens, num_heads, head_dim]
-// by angle = float(positions[t]) * inv_freq[i] (inv_freq has rot_dim/2 entries), with cosf/sinf,
-// as HF computes it in fp32. rot_dim must be even and <= head_dim.
+// by the angles of cos_sin (from RopeCosSin). rot_dim must be even and <= head_dim.
+void RopeApply(float* x, int64_t num_tokens, int num_heads, int head_dim, int rot_dim,
+               const float* cos_sin, RopeStyle style);
+
+// Both steps at once (tests, one-off callers).
 void Rope(float* x, int64_t num_tokens, int num_heads, int head_dim, int rot_dim,
-          const int32_t* positions, const float* inv_freq, RopeStyle style);
+          const int32_t* positions, const float* inv_freq, RopeStyle style, RopeAngles angles);
 
 // In-place numerically stable softmax over n values (max subtracted; sum in index order).
 void Softmax(float* x, int64_t n);

@@ -69,19 +69,21 @@ TEST(SiluMulTest, FusedGateUpMatchesSeparateAndAllowsAliasing) {
 
 // Naive rope: explicit pair lists, angle in float, cos/sin in double.
 void NaiveRope(std::vector<float>& x, int tokens, int heads, int hd, int rot,
-               const std::vector<int32_t>& pos, const std::vector<float>& inv_freq,
-               RopeStyle style) {
+               const std::vector<int32_t>& pos, const std::vector<float>& inv_freq, RopeStyle style,
+               RopeAngles angles) {
   for (int t = 0; t < tokens; ++t) {
     for (int h = 0; h < heads; ++h) {
       float* v = &x[(t * heads + h) * hd];
       for (int i = 0; i < rot / 2; ++i) {
         const int a = style == RopeStyle::kNeox ? i : 2 * i;
         const int b = style == RopeStyle::kNeox ? i + rot / 2 : 2 * i + 1;
-        // Plain (geometric) RoPE angles as ggml builds them: theta_0 = p, theta_{i+1} =
-        // theta_i * inv_freq[1] in float (the kernel does the same to match llama.cpp).
+        // kGgmlRecurrence: theta_0 = p, theta_{i+1} = theta_i * inv_freq[1] in float (ggml's
+        // rope cache); kProduct: float(p) * inv_freq[i].
         float theta = static_cast<float>(pos[t]);
         for (int e = 0; e < i; ++e) theta *= inv_freq[1];
-        const double angle = theta;
+        const double angle = angles == RopeAngles::kGgmlRecurrence
+                                 ? theta
+                                 : static_cast<float>(pos[t]) * inv_freq[i];
         const double c = std::cos(angle), s = std::sin(angle);
         const double va = v[a], vb = v[b];
         v[a] = static_cast<float>(va * c - vb * s);
@@ -100,14 +102,16 @@ TEST_P(RopeTest, MatchesNaiveReferenceWithFullAndPartialRotation) {
     std::vector<float> inv_freq(rot / 2);
     for (int i = 0; i < rot / 2; ++i) inv_freq[i] = std::pow(10000.0f, -2.0f * i / rot);
     const std::vector<float> x = RandomFloats(tokens * heads * hd, 8);
-    std::vector<float> got = x, want = x;
-    Rope(got.data(), tokens, heads, hd, rot, pos.data(), inv_freq.data(), GetParam());
-    NaiveRope(want, tokens, heads, hd, rot, pos, inv_freq, GetParam());
-    for (size_t i = 0; i < x.size(); ++i) {
-      if (static_cast<int>(i % hd) >= rot) {
-        ASSERT_EQ(got[i], x[i]) << "dims past rot_dim must not change, i=" << i;
-      } else {
-        ASSERT_NEAR(got[i], want[i], 2e-6) << "rot=" << rot << " i=" << i;
+    for (RopeAngles angles : {RopeAngles::kProduct, RopeAngles::kGgmlRecurrence}) {
+      std::vector<float> got = x, want = x;
+      Rope(got.data(), tokens, heads, hd, rot, pos.data(), inv_freq.data(), GetParam(), angles);
+      NaiveRope(want, tokens, heads, hd, rot, pos, inv_freq, GetParam(), angles);
+      for (size_t i = 0; i < x.size(); ++i) {
+        if (static_cast<int>(i % hd) >= rot) {
+          ASSERT_EQ(got[i], x[i]) << "dims past rot_dim must not change, i=" << i;
+        } else {
+          ASSERT_NEAR(got[i], want[i], 2e-6) << "rot=" << rot << " i=" << i;
+        }
       }
     }
   }
@@ -121,8 +125,8 @@ TEST(RopeTest, StylesPairDifferentDims) {
   a[0] = b[0] = 1.0f;
   const int32_t pos = 1;
   const float inv_freq[2] = {1.5707964f, 0.0f};  // ~90 degrees for pair 0
-  Rope(a.data(), 1, 1, 4, 4, &pos, inv_freq, RopeStyle::kNeox);
-  Rope(b.data(), 1, 1, 4, 4, &pos, inv_freq, RopeStyle::kInterleaved);
+  Rope(a.data(), 1, 1, 4, 4, &pos, inv_freq, RopeStyle::kNeox, RopeAngles::kProduct);
+  Rope(b.data(), 1, 1, 4, 4, &pos, inv_freq, RopeStyle::kInterleaved, RopeAngles::kProduct);
   EXPECT_NEAR(a[2], 1.0f, 1e-6);  // neox pairs (0, 2)
   EXPECT_NEAR(b[1], 1.0f, 1e-6);  // interleaved pairs (0, 1)
 }

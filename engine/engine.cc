@@ -1,6 +1,7 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <filesystem>
@@ -37,7 +38,31 @@ const char* FinishReasonName(FinishReason r) {
   return "?";
 }
 
+const char* RequestEventKindName(RequestEventKind kind) {
+  switch (kind) {
+    case RequestEventKind::kArrived:
+      return "arrived";
+    case RequestEventKind::kScheduled:
+      return "scheduled";
+    case RequestEventKind::kFirstToken:
+      return "first_token";
+    case RequestEventKind::kToken:
+      return "token";
+    case RequestEventKind::kPreempted:
+      return "preempted";
+    case RequestEventKind::kFinished:
+      return "finished";
+  }
+  return "?";
+}
+
 namespace {
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 constexpr int64_t kDefaultMaxModelLen = 8192;
 constexpr int64_t kMaxDefaultKvBytes = int64_t{2} << 30;
@@ -46,6 +71,7 @@ constexpr int64_t kMaxDefaultKvBytes = int64_t{2} << 30;
 struct Pending {
   EngineRequest request;
   std::shared_ptr<RequestSink> sink;
+  int64_t arrival_ns = 0;
 };
 
 // Per-request state owned by the loop thread.
@@ -77,13 +103,16 @@ class Engine::Impl {
   void Step();
   // Sends the final output and forgets the request.
   void Finish(uint64_t uid, FinishReason reason, RequestOutput out);
+  void Emit(RequestEventKind kind, const Sequence& seq, int64_t time_ns,
+            FinishReason reason = FinishReason::kNone);
 
   EngineOptions options_;
   std::unique_ptr<ModelRunner> runner_;
-  std::unique_ptr<BlockManager> blocks_;
+  std::unique_ptr<KvCacheManager> kv_;
   std::unique_ptr<Scheduler> scheduler_;
   Sampler sampler_;
   absl::flat_hash_set<int32_t> stop_ids_;
+  std::shared_ptr<EngineObserver> observer_;  // may be null
 
   // Shared with Submit/Abort callers.
   std::mutex mu_;
@@ -96,6 +125,7 @@ class Engine::Impl {
 
   // Loop thread only.
   uint64_t next_uid_ = 1;
+  int64_t step_ = 0;  // steps completed
   absl::flat_hash_map<uint64_t, Live> live_;
   absl::flat_hash_map<std::string, uint64_t> uid_by_id_;
   std::thread thread_;
@@ -104,6 +134,18 @@ class Engine::Impl {
 
 absl::Status Engine::Impl::Init(const EngineOptions& options) {
   options_ = options;
+  if (options.max_num_seqs < 1 || options.max_batched_tokens < options.max_num_seqs) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_batched_tokens (", options.max_batched_tokens,
+                     ") must be >= max_num_seqs (", options.max_num_seqs,
+                     ") >= 1, so that every running "
+                     "sequence can decode in every step"));
+  }
+  if (options.long_prefill_chunk < 0 || options.max_long_partial_prefills < 1) {
+    return absl::InvalidArgumentError(
+        "long_prefill_chunk must be >= 0 and max_long_partial_prefills >= 1");
+  }
+  observer_ = options.observer;
   KV_ASSIGN_OR_RETURN(model, LoadModel(options.model_path));
   const ModelConfig& c = model.config;
   int64_t max_len = std::min(c.max_position_embeddings, kDefaultMaxModelLen);
@@ -119,11 +161,17 @@ absl::Status Engine::Impl::Init(const EngineOptions& options) {
   ro.max_default_kv_bytes = kMaxDefaultKvBytes;
   KV_ASSIGN_OR_RETURN(runner_, ModelRunner::Create(c, *model.weights, ro));
   const KvCacheSpec& kv = runner_->kv_spec();
-  blocks_ = std::make_unique<BlockManager>(kv.num_blocks, kv.block_size);
+  kv_ = std::make_unique<KvCacheManager>(KvCacheConfig{
+      .num_blocks = kv.num_blocks,
+      .block_size = kv.block_size,
+      .enable_prefix_caching = options.enable_prefix_caching,
+  });
   SchedulerConfig sc;
   sc.max_num_seqs = options.max_num_seqs;
   sc.max_batched_tokens = options.max_batched_tokens;
-  scheduler_ = std::make_unique<Scheduler>(sc, blocks_.get());
+  sc.long_prefill_chunk = options.long_prefill_chunk;
+  sc.max_long_partial_prefills = options.max_long_partial_prefills;
+  scheduler_ = std::make_unique<Scheduler>(sc, kv_.get());
 
   for (int64_t id : c.eos_token_ids) stop_ids_.insert(static_cast<int32_t>(id));
   if (model.tokenizer) {
@@ -142,6 +190,10 @@ absl::Status Engine::Impl::Init(const EngineOptions& options) {
   info.stop_ids.assign(stop_ids_.begin(), stop_ids_.end());
   std::sort(info.stop_ids.begin(), info.stop_ids.end());
   info.kernels = runner_->Describe();
+  info.kv_block_size = kv.block_size;
+  info.kv_num_blocks = kv.num_blocks;
+  info.kv_bytes_per_token = kv.bytes_per_token();
+  info.prefix_caching = options.enable_prefix_caching;
   thread_ = std::thread([this] { Loop(); });
   return absl::OkStatus();
 }
@@ -163,10 +215,11 @@ absl::Status Engine::Impl::Validate(const EngineRequest& r) const {
         absl::StrCat("prompt (", r.prompt_ids.size(), " tokens) + max_tokens (", r.max_tokens,
                      ") exceeds the context length of ", info.max_model_len, " tokens"));
   }
-  if (blocks_->BlocksFor(total) > blocks_->num_blocks()) {
+  // The pool's geometry is fixed after Init, so this read is safe from any thread.
+  if (!scheduler_->CanEverFit(total)) {
     return absl::InvalidArgumentError(
         absl::StrCat("prompt + max_tokens (", total, " tokens) can never fit the KV cache of ",
-                     int64_t{blocks_->num_blocks()} * blocks_->block_size(), " tokens"));
+                     int64_t{info.kv_num_blocks} * info.kv_block_size, " tokens"));
   }
   const SamplingParams& s = r.sampling;
   if (!std::isfinite(s.temperature) || s.temperature < 0.0f) {
@@ -203,7 +256,7 @@ absl::Status Engine::Impl::Submit(EngineRequest request, std::shared_ptr<Request
     if (!request.sampling.seed.has_value()) {
       request.sampling.seed = (uint64_t{entropy_()} << 32) | entropy_();
     }
-    inbox_.push_back({std::move(request), std::move(sink)});
+    inbox_.push_back({std::move(request), std::move(sink), NowNs()});
   }
   wake_.notify_one();
   return absl::OkStatus();
@@ -269,6 +322,8 @@ void Engine::Impl::Admit(std::vector<Pending>& pending) {
     seq->max_tokens = p.request.max_tokens;
     seq->priority = p.request.priority;
     seq->arrival = uid;
+    seq->cache_salt = p.request.cache_salt;
+    Emit(RequestEventKind::kArrived, *seq, p.arrival_ns);
     scheduler_->Add(std::move(seq));
     Live live;
     live.seed = *p.request.sampling.seed;
@@ -283,12 +338,41 @@ void Engine::Impl::Admit(std::vector<Pending>& pending) {
 }
 
 void Engine::Impl::Step() {
+  const int64_t start_ns = NowNs();
   StepBatch batch = scheduler_->Schedule();
   // Admission guarantees every request fits an empty pool, so a step with live requests and an
   // empty batch would mean a scheduler bug.
   KV_CHECK(!batch.empty()) << "no sequence could be scheduled";
+  const ScheduleReport& report = scheduler_->last_report();
+  for (uint64_t uid : report.preempted) {
+    Emit(RequestEventKind::kPreempted, *scheduler_->Find(uid), start_ns);
+  }
+  for (uint64_t uid : report.first_scheduled) {
+    Emit(RequestEventKind::kScheduled, *scheduler_->Find(uid), start_ns);
+  }
+  StepEvent step_event;
+  step_event.step = step_;
+  step_event.start_ns = start_ns;
+  step_event.num_seqs = batch.num_seqs();
+  step_event.num_prefill_tokens = report.num_prefill_tokens;
+  step_event.num_decode_tokens = report.num_decode_tokens;
+  step_event.num_running = scheduler_->num_running();
+  step_event.num_waiting = scheduler_->num_waiting();
+  step_event.num_preempted = static_cast<int32_t>(report.preempted.size());
+  step_event.kv_usage = kv_->usage();
   const std::vector<float>& logits = runner_->Execute(batch);
   scheduler_->CommitStep(batch);
+  ++step_;
+  const int64_t end_ns = NowNs();
+  // Reported before the step's outputs go out, so whoever has seen an output can see its step.
+  if (observer_) {
+    step_event.end_ns = end_ns;
+    step_event.num_blocks = kv_->num_blocks();
+    step_event.num_free_blocks = kv_->num_free_blocks();
+    step_event.block_size = kv_->block_size();
+    step_event.counters = scheduler_->counters();
+    observer_->OnStep(step_event);
+  }
   const int64_t vocab = info.vocab_size;
   int64_t row = 0;
   for (const ScheduledSequence& ss : batch.seqs) {
@@ -299,6 +383,8 @@ void Engine::Impl::Step() {
     const int32_t token = sampler_.Sample(logits.data() + row++ * vocab, vocab,
                                           live.request.sampling, live.seed, step);
     scheduler_->AppendToken(ss.uid, token);
+    Emit(seq->num_generated() == 1 ? RequestEventKind::kFirstToken : RequestEventKind::kToken, *seq,
+         end_ns);
     RequestOutput out;
     out.token_ids.push_back(token);
     const bool stop =
@@ -312,8 +398,24 @@ void Engine::Impl::Step() {
     }
     out.usage.prompt_tokens = seq->num_prompt_tokens;
     out.usage.completion_tokens = seq->num_generated();
+    out.usage.cached_prompt_tokens = std::max(0, seq->num_cached_prompt_tokens);
     live.sink->OnOutput(std::move(out));
   }
+}
+
+void Engine::Impl::Emit(RequestEventKind kind, const Sequence& seq, int64_t time_ns,
+                        FinishReason reason) {
+  if (!observer_) return;
+  RequestEvent e;
+  e.kind = kind;
+  e.request_id = seq.id;
+  e.time_ns = time_ns;
+  e.step = step_;
+  e.num_prompt_tokens = seq.num_prompt_tokens;
+  e.num_cached_prompt_tokens = std::max(0, seq.num_cached_prompt_tokens);
+  e.num_generated_tokens = seq.num_generated();
+  e.finish_reason = reason;
+  observer_->OnRequestEvent(e);
 }
 
 void Engine::Impl::Finish(uint64_t uid, FinishReason reason, RequestOutput out) {
@@ -323,6 +425,8 @@ void Engine::Impl::Finish(uint64_t uid, FinishReason reason, RequestOutput out) 
   if (const Sequence* seq = scheduler_->Find(uid)) {
     out.usage.prompt_tokens = seq->num_prompt_tokens;
     out.usage.completion_tokens = seq->num_generated();
+    out.usage.cached_prompt_tokens = std::max(0, seq->num_cached_prompt_tokens);
+    Emit(RequestEventKind::kFinished, *seq, NowNs(), reason);
   }
   if (live.detokenizer) out.text += live.detokenizer->Flush();
   out.finish_reason = reason;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/events.h"
 #include "engine/request.h"
 
 namespace kvasir {
@@ -27,6 +28,11 @@ struct EngineOptions {
   int64_t kv_cache_bytes = 0;         // KV pool size; 0 = enough for max_num_seqs full contexts,
                                       // capped at 2 GiB
   int64_t max_model_len = 0;          // context limit; 0 = the model's, capped at 8192
+  bool enable_prefix_caching = true;  // reuse the KV blocks of identical prompt prefixes
+  int32_t long_prefill_chunk = 0;     // prefill chunk cap while others wait; 0 = budget / 4
+  int32_t max_long_partial_prefills = 1;  // long prompts prefilling at once
+  // Receives request and step events on the engine thread (metrics); may be null.
+  std::shared_ptr<EngineObserver> observer;
 };
 
 struct ModelInfo {
@@ -40,6 +46,10 @@ struct ModelInfo {
   int64_t hidden_size = 0;
   std::vector<int32_t> stop_ids;  // tokens that end a request unless ignore_eos
   std::string kernels;            // the CPU ISA the kernels dispatched to
+  int32_t kv_block_size = 0;      // tokens per KV block
+  int32_t kv_num_blocks = 0;      // blocks in the pool
+  int64_t kv_bytes_per_token = 0;
+  bool prefix_caching = false;
 };
 
 class Engine {
@@ -53,7 +63,8 @@ class Engine {
 
   // Validates and enqueues. On OK the sink receives one or more outputs, the last one final.
   // InvalidArgument naming the field: empty prompt, token id outside the vocabulary, max_tokens <
-  // 1, prompt + max_tokens longer than max_model_len, bad sampling values, duplicate id.
+  // 1, prompt + max_tokens longer than max_model_len or than the whole KV pool, bad sampling
+  // values, duplicate id.
   // FailedPrecondition after Shutdown.
   absl::Status Submit(EngineRequest request, std::shared_ptr<RequestSink> sink);
   // Ends the request with kAbort within one step. Unknown or finished ids are ignored.

@@ -28,6 +28,8 @@ struct EngineRequest {
   bool ignore_eos = false;              // true: the model's stop tokens do not end the request
   std::vector<int32_t> stop_token_ids;  // extra ids that end the request
   int32_t priority = 0;                 // lower runs first (used by the scheduler)
+  // Prefix-cache isolation: only requests with the same salt share cached KV blocks.
+  std::string cache_salt;
 };
 
 enum class FinishReason { kNone, kStop, kLength, kAbort, kError };
@@ -36,7 +38,7 @@ const char* FinishReasonName(FinishReason r);
 struct Usage {
   int32_t prompt_tokens = 0;
   int32_t completion_tokens = 0;
-  int32_t cached_prompt_tokens = 0;
+  int32_t cached_prompt_tokens = 0;  // prompt tokens served from the prefix cache
 };
 
 // One message to the client: what is new since the previous one. The last message of every

@@ -22,6 +22,7 @@ std::unique_ptr<Engine> TinyEngine(int32_t max_batched_tokens = 64) {
   o.num_threads = 2;
   o.block_size = 4;
   o.max_batched_tokens = max_batched_tokens;
+  o.max_num_seqs = std::min(64, max_batched_tokens);
   auto e = Engine::Create(o);
   EXPECT_TRUE(e.ok()) << e.status();
   return e.ok() ? std::move(*e) : nullptr;

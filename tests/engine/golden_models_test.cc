@@ -26,8 +26,10 @@ class GoldenModelTest : public ::testing::TestWithParam<GoldenCase> {};
 
 // Runs a whole prompt in one step with logits for every position: [len, vocab].
 std::vector<float> AllLogits(ModelRunner& runner, const std::vector<int32_t>& prompt) {
-  BlockManager blocks(runner.kv_spec().num_blocks, runner.kv_spec().block_size);
-  Scheduler scheduler({.max_num_seqs = 1, .max_batched_tokens = 4096}, &blocks);
+  KvCacheManager kv({.num_blocks = runner.kv_spec().num_blocks,
+                     .block_size = runner.kv_spec().block_size,
+                     .enable_prefix_caching = false});
+  Scheduler scheduler({.max_num_seqs = 1, .max_batched_tokens = 4096}, &kv);
   auto seq = std::make_unique<Sequence>();
   seq->uid = 1;
   seq->tokens = prompt;
@@ -74,6 +76,7 @@ TEST_P(GoldenModelTest, GreedyContinuationsThroughTheEngineMatchTransformers) {
   options.model_path = FixturePath("models/" + GetParam().model_dir);
   options.num_threads = 2;
   options.max_batched_tokens = 24;  // forces the 33-token prompt into chunks
+  options.max_num_seqs = 8;
   options.block_size = 4;
   auto engine = Engine::Create(options);
   ASSERT_TRUE(engine.ok()) << engine.status();

@@ -1,11 +1,15 @@
 // The CPU backend of the ops interface, over kernels/cpu. Weights are used in place (the mmap
 // of the model file); activations live in a per-step arena whose buffers are reused every step.
+#include <unistd.h>
+
 #include <cstring>
 #include <memory>
+#include <new>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "engine/ops.h"
 #include "kernels/check.h"
 #include "kernels/cpu/cpu_features.h"
@@ -73,11 +77,29 @@ class CpuOps : public Ops {
     kv_ = spec;
     const size_t per_layer =
         static_cast<size_t>(spec.num_blocks) * spec.block_size * spec.num_kv_heads * spec.head_dim;
-    k_cache_.assign(spec.num_layers, {});
-    v_cache_.assign(spec.num_layers, {});
-    for (int32_t l = 0; l < spec.num_layers; ++l) {
-      k_cache_[l].assign(per_layer, 0.0f);
-      v_cache_[l].assign(per_layer, 0.0f);
+    // The pool is zero-filled (touched) here: refuse what the machine cannot hold, rather than
+    // being killed by the OOM killer half-way.
+    const double total = 2.0 * spec.num_layers * per_layer * sizeof(float);
+    const double physical =
+        static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGESIZE));
+    if (physical > 0 && total > 0.9 * physical) {
+      return absl::ResourceExhaustedError(absl::StrFormat(
+          "KV cache of %.0f bytes does not fit in this machine's %.0f bytes of memory; lower "
+          "--kv-cache-bytes",
+          total, physical));
+    }
+    try {
+      k_cache_.assign(spec.num_layers, {});
+      v_cache_.assign(spec.num_layers, {});
+      for (int32_t l = 0; l < spec.num_layers; ++l) {
+        k_cache_[l].assign(per_layer, 0.0f);
+        v_cache_[l].assign(per_layer, 0.0f);
+      }
+    } catch (const std::bad_alloc&) {
+      k_cache_.clear();
+      v_cache_.clear();
+      return absl::ResourceExhaustedError(
+          absl::StrFormat("could not allocate a KV cache of %.0f bytes", total));
     }
     return absl::OkStatus();
   }

@@ -36,6 +36,41 @@ absl::StatusOr<double> ParsedArgs::GetDouble(const std::string& name, double fal
   return value;
 }
 
+absl::StatusOr<int64_t> ParsedArgs::GetBytes(const std::string& name, int64_t fallback) const {
+  auto it = values_.find(name);
+  if (it == values_.end()) return fallback;
+  absl::string_view v = it->second;
+  int shift = 0;
+  if (!v.empty()) {
+    switch (v.back()) {
+      case 'K':
+      case 'k':
+        shift = 10;
+        break;
+      case 'M':
+      case 'm':
+        shift = 20;
+        break;
+      case 'G':
+      case 'g':
+        shift = 30;
+        break;
+      case 'T':
+      case 't':
+        shift = 40;
+        break;
+    }
+  }
+  if (shift > 0) v.remove_suffix(1);
+  int64_t value = 0;
+  if (!absl::SimpleAtoi(v, &value) || value < 0 || value > (INT64_MAX >> shift)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", name, ": expected a byte count such as 1073741824, 512M or 2G, got '",
+                     it->second, "'"));
+  }
+  return value << shift;
+}
+
 absl::StatusOr<ParsedArgs> ParseArgs(absl::Span<const FlagSpec> specs,
                                      absl::Span<const char* const> args) {
   ParsedArgs parsed;

@@ -31,6 +31,8 @@ class ParsedArgs {
   absl::StatusOr<int64_t> GetInt(const std::string& name, int64_t fallback, int64_t min,
                                  int64_t max) const;
   absl::StatusOr<double> GetDouble(const std::string& name, double fallback) const;
+  // A byte count: digits with an optional binary suffix K, M, G or T (KiB...), e.g. 512M.
+  absl::StatusOr<int64_t> GetBytes(const std::string& name, int64_t fallback) const;
 
   std::map<std::string, std::string> values_;  // switches map to ""
 };

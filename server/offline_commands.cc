@@ -17,6 +17,7 @@
 #include "server/api_convert.h"
 #include "server/cli_args.h"
 #include "server/commands.h"
+#include "server/engine_flags.h"
 
 namespace kvasir::server {
 
@@ -31,7 +32,6 @@ const FlagSpec kGenerateFlags[] = {
     {"top-p", true, "P", "nucleus filter in (0, 1] (default 1)"},
     {"seed", true, "S", "sampling seed (default: random)"},
     {"ignore-eos", false, "", "keep generating past the model's stop tokens"},
-    {"threads", true, "N", "CPU compute threads (default: all cores)"},
     {"json", false, "", "print {\"text\": ..., \"token_ids\": [...]} (generated ids only)"},
 };
 
@@ -117,23 +117,24 @@ absl::Status ReadSamplingFlags(const ParsedArgs& args, EngineRequest* request) {
 
 int RunGenerate(absl::Span<const char* const> argv) {
   absl::StatusOr<ParsedArgs> args;
-  if (int rc = ParseOrExit("generate", kGenerateFlags, argv, &args); rc >= 0) return rc;
+  const std::vector<FlagSpec> flags = WithEngineFlags(kGenerateFlags);
+  if (int rc = ParseOrExit("generate", flags, argv, &args); rc >= 0) return rc;
   if (!args->Has("model") || !args->Has("prompt")) {
     std::fprintf(stderr, "kvasir generate: --model and --prompt are required\n");
     return kExitUsage;
   }
   EngineRequest request;
   request.id = "cli";
-  auto threads = args->GetInt("threads", 0, 0, 4096);
-  if (absl::Status s = ReadSamplingFlags(*args, &request); !s.ok() || !threads.ok()) {
-    std::fprintf(stderr, "kvasir generate: %s\n",
-                 std::string((s.ok() ? threads.status() : s).message()).c_str());
-    return kExitUsage;
-  }
   EngineOptions options;
   options.model_path = args->GetString("model", "");
-  options.num_threads = static_cast<int>(*threads);
   options.max_num_seqs = 1;
+  for (const absl::Status& s :
+       {ReadSamplingFlags(*args, &request), ReadEngineFlags(*args, &options)}) {
+    if (!s.ok()) {
+      std::fprintf(stderr, "kvasir generate: %s\n", std::string(s.message()).c_str());
+      return kExitUsage;
+    }
+  }
   auto engine = Engine::Create(options);
   if (!engine.ok()) return Fail("generate", engine.status());
   // The prompt is tokenized exactly as the server tokenizes GenerateRequest.text by default.

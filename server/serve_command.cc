@@ -14,6 +14,7 @@
 #include "engine/engine.h"
 #include "server/cli_args.h"
 #include "server/commands.h"
+#include "server/engine_flags.h"
 #include "server/grpc_server.h"
 
 namespace kvasir::server {
@@ -24,9 +25,6 @@ const FlagSpec kServeFlags[] = {
     {"model", true, "PATH", "GGUF file or model directory (default: the embedded SmolLM2)"},
     {"host", true, "HOST", "address to listen on (default 0.0.0.0)"},
     {"port", true, "PORT", "port to listen on; 0 picks a free one (default 50051)"},
-    {"threads", true, "N", "CPU compute threads (default: all cores)"},
-    {"max-num-seqs", true, "N", "running sequences per step (default 64)"},
-    {"max-model-len", true, "N", "context limit (default: the model's, capped at 8192)"},
 };
 
 // How long live calls may run on after SIGINT/SIGTERM before they are cancelled.
@@ -48,23 +46,20 @@ std::string DefaultModelPath() {
 }
 
 int RunServe(absl::Span<const char* const> args) {
-  absl::StatusOr<ParsedArgs> parsed = ParseArgs(kServeFlags, args);
+  const std::vector<FlagSpec> flags = WithEngineFlags(kServeFlags);
+  absl::StatusOr<ParsedArgs> parsed = ParseArgs(flags, args);
   if (!parsed.ok() || parsed->help) {
     if (!parsed.ok()) {
       std::fprintf(stderr, "kvasir serve: %s\n\n", std::string(parsed.status().message()).c_str());
     }
     std::fprintf(parsed.ok() ? stdout : stderr, "usage: kvasir serve [flags]\n\n%s",
-                 FlagsHelp(kServeFlags).c_str());
+                 FlagsHelp(flags).c_str());
     return parsed.ok() ? kExitOk : kExitUsage;
   }
   EngineOptions engine_options;
   GrpcServerOptions server_options;
   auto port = parsed->GetInt("port", 50051, 0, 65535);
-  auto threads = parsed->GetInt("threads", 0, 0, 4096);
-  auto max_num_seqs = parsed->GetInt("max-num-seqs", engine_options.max_num_seqs, 1, 1 << 20);
-  auto max_model_len = parsed->GetInt("max-model-len", 0, 0, int64_t{1} << 40);
-  for (const absl::Status& s :
-       {port.status(), threads.status(), max_num_seqs.status(), max_model_len.status()}) {
+  for (const absl::Status& s : {port.status(), ReadEngineFlags(*parsed, &engine_options)}) {
     if (!s.ok()) {
       std::fprintf(stderr, "kvasir serve: %s\n", std::string(s.message()).c_str());
       return kExitUsage;
@@ -72,9 +67,6 @@ int RunServe(absl::Span<const char* const> args) {
   }
   server_options.host = parsed->GetString("host", server_options.host);
   server_options.port = static_cast<int>(*port);
-  engine_options.num_threads = static_cast<int>(*threads);
-  engine_options.max_num_seqs = static_cast<int32_t>(*max_num_seqs);
-  engine_options.max_model_len = *max_model_len;
   engine_options.model_path = parsed->GetString("model", "");
   if (engine_options.model_path.empty()) {
     engine_options.model_path = DefaultModelPath();

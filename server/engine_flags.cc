@@ -1,0 +1,64 @@
+#include "server/engine_flags.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace kvasir::server {
+namespace {
+
+const FlagSpec kEngineFlags[] = {
+    {"threads", true, "N", "CPU compute threads (default: all cores)"},
+    {"max-num-seqs", true, "N", "running sequences per step (default 64)"},
+    {"max-batched-tokens", true, "N",
+     "tokens computed per step, prefill chunks + decodes; >= max-num-seqs (default 2048)"},
+    {"max-model-len", true, "N", "context limit (default: the model's, capped at 8192)"},
+    {"kv-cache-bytes", true, "BYTES",
+     "KV cache pool, e.g. 512M or 2G (default: max-num-seqs full contexts, at most 2G)"},
+    {"block-size", true, "N", "tokens per KV block (default 16)"},
+    {"no-prefix-caching", false, "", "do not reuse KV blocks of identical prompt prefixes"},
+    {"long-prefill-chunk", true, "N",
+     "prefill tokens per step of one prompt while others wait (default: max-batched-tokens/4)"},
+    {"max-long-partial-prefills", true, "N",
+     "prompts longer than long-prefill-chunk prefilling at once (default 1)"},
+};
+
+}  // namespace
+
+std::vector<FlagSpec> WithEngineFlags(absl::Span<const FlagSpec> command_flags) {
+  std::vector<FlagSpec> all(command_flags.begin(), command_flags.end());
+  all.insert(all.end(), std::begin(kEngineFlags), std::end(kEngineFlags));
+  return all;
+}
+
+absl::Status ReadEngineFlags(const ParsedArgs& args, EngineOptions* o) {
+  constexpr int64_t kMax32 = INT32_MAX;
+  auto threads = args.GetInt("threads", o->num_threads, 0, 4096);
+  auto max_num_seqs = args.GetInt("max-num-seqs", o->max_num_seqs, 1, 1 << 20);
+  auto max_batched = args.GetInt("max-batched-tokens", o->max_batched_tokens, 1, kMax32);
+  auto max_model_len = args.GetInt("max-model-len", o->max_model_len, 0, int64_t{1} << 40);
+  auto kv_bytes = args.GetBytes("kv-cache-bytes", o->kv_cache_bytes);
+  auto block_size = args.GetInt("block-size", o->block_size, 1, 1 << 16);
+  auto chunk = args.GetInt("long-prefill-chunk", o->long_prefill_chunk, 0, kMax32);
+  auto partial = args.GetInt("max-long-partial-prefills", o->max_long_partial_prefills, 1, kMax32);
+  for (const absl::Status& s :
+       {threads.status(), max_num_seqs.status(), max_batched.status(), max_model_len.status(),
+        kv_bytes.status(), block_size.status(), chunk.status(), partial.status()}) {
+    if (!s.ok()) return s;
+  }
+  o->num_threads = static_cast<int>(*threads);
+  o->max_num_seqs = static_cast<int32_t>(*max_num_seqs);
+  o->max_batched_tokens = static_cast<int32_t>(*max_batched);
+  o->max_model_len = *max_model_len;
+  o->kv_cache_bytes = *kv_bytes;
+  o->block_size = static_cast<int32_t>(*block_size);
+  o->long_prefill_chunk = static_cast<int32_t>(*chunk);
+  o->max_long_partial_prefills = static_cast<int32_t>(*partial);
+  if (args.Has("no-prefix-caching")) o->enable_prefix_caching = false;
+  if (o->max_batched_tokens < o->max_num_seqs) {
+    return absl::InvalidArgumentError(absl::StrCat("--max-batched-tokens (", o->max_batched_tokens,
+                                                   ") must be >= --max-num-seqs (", o->max_num_seqs,
+                                                   ")"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace kvasir::server

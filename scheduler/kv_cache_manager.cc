@@ -47,6 +47,7 @@ int32_t KvCacheManager::BlocksFor(int64_t num_tokens) const {
 
 const BlockHash& KvCacheManager::HashOf(Sequence& seq, int32_t index) {
   KV_DCHECK(int64_t{index + 1} * block_size_ <= seq.num_tokens());
+  if (index < static_cast<int32_t>(seq.block_hashes.size())) return seq.block_hashes[index];
   std::vector<int32_t> buf(4 + block_size_);
   while (static_cast<int32_t>(seq.block_hashes.size()) <= index) {
     const int32_t i = static_cast<int32_t>(seq.block_hashes.size());

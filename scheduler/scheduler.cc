@@ -95,16 +95,14 @@ StepBatch Scheduler::Schedule() {
       const int32_t left = s->num_uncomputed();
       if ((left == 1) != decodes) continue;
       int32_t n = std::min(left, budget);
-      // Others want prefill too: leave them room, or a long prompt would hold them back.
-      if (!waiting_.empty() || num_prefilling > 1) n = std::min(n, long_chunk_);
+      // Others could use the budget (admission, or another prefill): leave them room, or a
+      // long prompt would hold them back.
+      const bool can_admit = !waiting_.empty() && report_.preempted.empty() &&
+                             static_cast<int32_t>(running_.size()) < config_.max_num_seqs;
+      if (can_admit || num_prefilling > 1) n = std::min(n, long_chunk_);
       if (!ReserveOrPreempt(s, n, chosen, budget)) continue;
-      chosen.push_back({s, n});
+      chosen.push_back({s, n, decodes});
       budget -= n;
-      if (decodes) {
-        report_.num_decode_tokens += n;
-      } else {
-        report_.num_prefill_tokens += n;
-      }
     }
   }
 
@@ -125,7 +123,10 @@ StepBatch Scheduler::Schedule() {
         continue;
       }
       int32_t n = std::min(left, budget);
-      if (waiting_.size() > 1) n = std::min(n, long_chunk_);
+      const bool others = num_prefilling > 0 ||
+                          (i + 1 < waiting_.size() &&
+                           static_cast<int32_t>(running_.size()) + 1 < config_.max_num_seqs);
+      if (others) n = std::min(n, long_chunk_);
       if (!kv_->Allocate(*s, cached, computed + n)) break;
       s->num_computed_tokens = computed;
       if (s->num_cached_prompt_tokens < 0) {
@@ -136,9 +137,9 @@ StepBatch Scheduler::Schedule() {
       waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(i));
       s->state = SequenceState::kRunning;
       InsertSorted(running_, s);
-      chosen.push_back({s, n});
+      chosen.push_back({s, n, false});
       budget -= n;
-      report_.num_prefill_tokens += n;
+      if (n < left) ++num_prefilling;
       if (is_long && n < left) ++long_partial;
     }
   }
@@ -147,6 +148,7 @@ StepBatch Scheduler::Schedule() {
   batch.query_start.push_back(0);
   batch.block_table_indptr.push_back(0);
   for (const Choice& c : chosen) {
+    (c.decode ? report_.num_decode_tokens : report_.num_prefill_tokens) += c.num_new_tokens;
     if (!c.seq->scheduled_once) {
       c.seq->scheduled_once = true;
       report_.first_scheduled.push_back(c.seq->uid);

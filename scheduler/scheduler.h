@@ -88,6 +88,7 @@ class Scheduler {
   struct Choice {
     Sequence* seq;
     int32_t num_new_tokens;
+    bool decode;
   };
   // Frees the blocks of running sequence s and moves it back to waiting (recompute later).
   void Preempt(Sequence* s, std::vector<Choice>& chosen, int32_t& budget);

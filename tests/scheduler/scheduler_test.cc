@@ -336,6 +336,19 @@ TEST(SchedulerTest, OnlyMaxLongPartialPrefillsLongPromptsPrefillAtOnce) {
   EXPECT_EQ(s.Find(2)->state, SequenceState::kWaiting);
 }
 
+TEST(SchedulerTest, LongPrefillUsesTheWholeBudgetWhenNoOneElseCanUseIt) {
+  KvCacheManager kv(Pool(1024, 16));
+  Scheduler s({.max_num_seqs = 2, .max_batched_tokens = 256, .long_prefill_chunk = 64}, &kv);
+  s.Add(MakeSeq(1, 4, 100));
+  s.Add(MakeSeq(2, 1000, 1));
+  s.Add(MakeSeq(3, 10, 1));  // waits: both sequence slots are taken
+  // Once 2 is admitted no slot is left for 3: nothing else could use the budget, no cap.
+  EXPECT_EQ(RunStep(s), (Steps{{1, 4}, {2, 252}}));
+  EXPECT_EQ(RunStep(s), (Steps{{1, 1}, {2, 255}}));
+  EXPECT_EQ(s.last_report().num_decode_tokens, 1);
+  EXPECT_EQ(s.last_report().num_prefill_tokens, 255);
+}
+
 TEST(SchedulerTest, CanEverFitIsTheWholePool) {
   KvCacheManager kv(Pool(4, 16));
   Scheduler s({.max_num_seqs = 4, .max_batched_tokens = 64}, &kv);
@@ -396,6 +409,8 @@ TEST(SchedulerPropertyTest, NoLeaksNoDoubleOwnershipCorrectSharingEveryRequestEn
         if (!live.empty()) {
           ASSERT_FALSE(b.empty()) << "seed " << seed << " op " << op;
         }
+        ASSERT_EQ(s.last_report().num_prefill_tokens + s.last_report().num_decode_tokens,
+                  b.num_tokens());
         for (int32_t i = 0; i < b.num_seqs(); ++i) {
           const ScheduledSequence& ss = b.seqs[i];
           Sequence* q = s.Find(ss.uid);

@@ -1,0 +1,154 @@
+// Engine throughput with C concurrent streams on a real model: C requests submitted at once,
+// each a distinct prompt of P tokens (no prefix sharing) generating D tokens, through
+// Engine::Submit like a client. For each C prints one JSON line with output tokens/s over the
+// whole run, median TTFT and median inter-token latency (medians over --repeats runs).
+//   throughput_bench --model PATH [--streams 1,8,32] [--prompt-tokens 128] [--decode-tokens 64]
+//                    [--threads 2] [--repeats 3] [--max-batched-tokens 2048]
+// Not a test: it measures speed.
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+class TimingSink : public kvasir::RequestSink {
+ public:
+  void OnOutput(kvasir::RequestOutput out) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = 0; i < out.token_ids.size(); ++i) times_.push_back(Clock::now());
+    if (out.finish_reason != kvasir::FinishReason::kNone) {
+      done_ = true;
+      cv_.notify_all();
+    }
+  }
+  std::vector<Clock::time_point> Wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return done_; });
+    return times_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Clock::time_point> times_;
+  bool done_ = false;
+};
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+struct RunResult {
+  double output_tok_s;  // all streams' generated tokens / wall time
+  double ttft_s;        // median over streams
+  double itl_s;         // median over streams of the mean gap between tokens
+};
+
+RunResult RunOnce(kvasir::Engine& engine, int streams, int prompt_tokens, int decode_tokens,
+                  int run) {
+  std::vector<std::shared_ptr<TimingSink>> sinks;
+  const auto start = Clock::now();
+  for (int s = 0; s < streams; ++s) {
+    kvasir::EngineRequest req;
+    req.id = "bench-" + std::to_string(run) + "-" + std::to_string(s);
+    for (int t = 0; t < prompt_tokens; ++t) {
+      req.prompt_ids.push_back(1000 + (t * 7919 + s * 104729 + run * 13) % 20000);
+    }
+    req.max_tokens = decode_tokens;
+    req.ignore_eos = true;
+    sinks.push_back(std::make_shared<TimingSink>());
+    if (!engine.Submit(req, sinks.back()).ok()) std::abort();
+  }
+  std::vector<double> ttft, itl;
+  Clock::time_point end = start;
+  for (auto& sink : sinks) {
+    const std::vector<Clock::time_point> times = sink->Wait();
+    ttft.push_back(std::chrono::duration<double>(times.front() - start).count());
+    if (times.size() > 1) {
+      itl.push_back(std::chrono::duration<double>(times.back() - times.front()).count() /
+                    static_cast<double>(times.size() - 1));
+    }
+    end = std::max(end, times.back());
+  }
+  const double wall = std::chrono::duration<double>(end - start).count();
+  return {streams * decode_tokens / wall, Median(ttft), Median(itl)};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string model, streams_arg = "1,8,32";
+  int prompt_tokens = 128, decode_tokens = 64, threads = 2, repeats = 3, max_batched = 2048;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i];
+    const char* v = argv[i + 1];
+    if (flag == "--model") {
+      model = v;
+    } else if (flag == "--streams") {
+      streams_arg = v;
+    } else if (flag == "--prompt-tokens") {
+      prompt_tokens = std::atoi(v);
+    } else if (flag == "--decode-tokens") {
+      decode_tokens = std::atoi(v);
+    } else if (flag == "--threads") {
+      threads = std::atoi(v);
+    } else if (flag == "--repeats") {
+      repeats = std::atoi(v);
+    } else if (flag == "--max-batched-tokens") {
+      max_batched = std::atoi(v);
+    } else {
+      std::fprintf(stderr, "unknown flag %s\n", argv[i]);
+      return 2;
+    }
+  }
+  if (model.empty()) {
+    std::fprintf(stderr, "usage: throughput_bench --model PATH [...]\n");
+    return 2;
+  }
+  std::vector<int> streams;
+  std::stringstream ss(streams_arg);
+  for (std::string item; std::getline(ss, item, ',');) streams.push_back(std::atoi(item.c_str()));
+  const int max_streams = *std::max_element(streams.begin(), streams.end());
+
+  kvasir::EngineOptions o;
+  o.model_path = model;
+  o.num_threads = threads;
+  o.max_num_seqs = max_streams;
+  o.max_batched_tokens = std::max(max_batched, max_streams);
+  auto engine = kvasir::Engine::Create(o);
+  if (!engine.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(engine.status().message()).c_str());
+    return 1;
+  }
+  int run = 0;
+  RunOnce(**engine, 1, prompt_tokens, 8, run++);  // warm-up
+  for (int c : streams) {
+    std::vector<double> tput, ttft, itl;
+    for (int r = 0; r < repeats; ++r) {
+      const RunResult res = RunOnce(**engine, c, prompt_tokens, decode_tokens, run++);
+      tput.push_back(res.output_tok_s);
+      ttft.push_back(res.ttft_s);
+      itl.push_back(res.itl_s);
+    }
+    std::printf(
+        "{\"engine\": \"kvasir\", \"kernels\": \"%s\", \"threads\": %d, \"streams\": %d, "
+        "\"prompt_tokens\": %d, \"decode_tokens\": %d, \"output_tok_s\": %.1f, "
+        "\"ttft_ms\": %.1f, \"itl_ms\": %.2f}\n",
+        (*engine)->model_info().kernels.c_str(), threads, c, prompt_tokens, decode_tokens,
+        Median(tput), 1e3 * Median(ttft), 1e3 * Median(itl));
+    std::fflush(stdout);
+  }
+  return 0;
+}

@@ -123,9 +123,9 @@ StepBatch Scheduler::Schedule() {
         continue;
       }
       int32_t n = std::min(left, budget);
-      const bool others = num_prefilling > 0 ||
-                          (i + 1 < waiting_.size() &&
-                           static_cast<int32_t>(running_.size()) + 1 < config_.max_num_seqs);
+      const bool others =
+          num_prefilling > 0 || (i + 1 < waiting_.size() &&
+                                 static_cast<int32_t>(running_.size()) + 1 < config_.max_num_seqs);
       if (others) n = std::min(n, long_chunk_);
       if (!kv_->Allocate(*s, cached, computed + n)) break;
       s->num_computed_tokens = computed;

@@ -12,11 +12,14 @@
 //     fma(v_p[j], w_p) in position order, then ReduceLanes.
 // Every step depends only on the query row and its context, in a fixed order, so the result is
 // independent of batching, chunking, block size and threads.
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
 
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/simd_internal.h"
 
@@ -54,16 +57,73 @@ inline const float* CacheRow(const float* cache, const PagedAttentionArgs& a, co
   return cache + (slot * a.num_kv_heads + kvh) * a.head_dim;
 }
 
+#define KVASIR_AVX2 __attribute__((target("avx2,fma")))
+
+// DotGgml with AVX2 intrinsics: the same four accumulators, the same reduction, bit for bit.
+KVASIR_AVX2 float DotGgmlAvx2(const float* a, const float* b, int d) {
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                   _mm256_setzero_ps()};
+  const int d32 = d / 32 * 32;
+  for (int i = 0; i < d32; i += 32) {
+    for (int r = 0; r < 4; ++r) {
+      acc[r] =
+          _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8 * r), _mm256_loadu_ps(b + i + 8 * r), acc[r]);
+    }
+  }
+  alignas(32) float l[8];
+  _mm256_store_ps(l, _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3])));
+  float t[4];
+  for (int k = 0; k < 4; ++k) t[k] = l[k] + l[k + 4];
+  float s = (t[0] + t[1]) + (t[2] + t[3]);
+  for (int i = d32; i < d; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// acc[j][l] = fma(rows[l][j], w[l], acc[j][l]) for the 8 lanes l and j < d: one 8-position block
+// of the V sum, each lane still accumulating its own positions in order. The rows are transposed
+// 8x8 in registers so that each fma is one 8-lane instruction.
+KVASIR_AVX2 void AccumulateVBlockAvx2(const float* const rows[8], const float* w, int d,
+                                      float (*acc)[8]) {
+  const __m256 wv = _mm256_loadu_ps(w);
+  const int d8 = d / 8 * 8;
+  for (int j = 0; j < d8; j += 8) {
+    __m256 r[8];
+    for (int l = 0; l < 8; ++l) r[l] = _mm256_loadu_ps(rows[l] + j);
+    // 8x8 transpose: c[jj] = (rows[0][j+jj], ..., rows[7][j+jj]).
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    const __m256 c[8] = {
+        _mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
+        _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
+        _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
+        _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31)};
+    for (int jj = 0; jj < 8; ++jj) {
+      _mm256_store_ps(acc[j + jj], _mm256_fmadd_ps(c[jj], wv, _mm256_load_ps(acc[j + jj])));
+    }
+  }
+  for (int j = d8; j < d; ++j) {
+    for (int l = 0; l < 8; ++l) acc[j][l] = std::fma(rows[l][j], w[l], acc[j][l]);
+  }
+}
+
 // Attends one query head at absolute position pos to positions [0, pos] of its sequence.
 KVASIR_FMA_CLONES void AttendOne(const PagedAttentionArgs& a, const float* q, const int32_t* blocks,
                                  int pos, int kvh, float* out) {
   const int d = a.head_dim;
   const int n = pos + 1;
+  const bool avx2 = UseAvx2();
   thread_local std::vector<float> w;
   w.assign(static_cast<size_t>((n + 7) / 8 * 8), 0.0f);
   float m = -std::numeric_limits<float>::infinity();
   for (int p = 0; p < n; ++p) {
-    w[p] = DotGgml(q, CacheRow(a.k_cache, a, blocks, p, kvh), d) * a.scale;
+    const float* k = CacheRow(a.k_cache, a, blocks, p, kvh);
+    w[p] = (avx2 ? DotGgmlAvx2(q, k, d) : DotGgml(q, k, d)) * a.scale;
     m = std::fmax(m, w[p]);
   }
   for (int p = 0; p < n; ++p) w[p] = internal::ExpfGgml(w[p] - m);
@@ -75,7 +135,15 @@ KVASIR_FMA_CLONES void AttendOne(const PagedAttentionArgs& a, const float* q, co
   for (int j = 0; j < d; ++j) {
     for (int l = 0; l < 8; ++l) acc[j][l] = 0.0f;
   }
-  for (int p = 0; p < n; ++p) {
+  int p_done = 0;
+  if (avx2) {
+    for (; p_done + 8 <= n; p_done += 8) {
+      const float* rows[8];
+      for (int l = 0; l < 8; ++l) rows[l] = CacheRow(a.v_cache, a, blocks, p_done + l, kvh);
+      AccumulateVBlockAvx2(rows, &w[p_done], d, acc);
+    }
+  }
+  for (int p = p_done; p < n; ++p) {
     const float* v = CacheRow(a.v_cache, a, blocks, p, kvh);
     const float wp = w[p];
     float* lane = &acc[0][p % 8];

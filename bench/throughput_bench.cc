@@ -1,7 +1,9 @@
 // Engine throughput with C concurrent streams on a real model: C requests submitted at once,
 // each a distinct prompt of P tokens (no prefix sharing) generating D tokens, through
 // Engine::Submit like a client. For each C prints one JSON line with output tokens/s over the
-// whole run, median TTFT and median inter-token latency (medians over --repeats runs).
+// whole run (prefill included), decode tokens/s (streams / inter-token latency, the steady-state
+// rate once every stream decodes), median TTFT and median inter-token latency (medians over
+// --repeats runs).
 //   throughput_bench --model PATH [--streams 1,8,32] [--prompt-tokens 128] [--decode-tokens 64]
 //                    [--threads 2] [--repeats 3] [--max-batched-tokens 2048]
 // Not a test: it measures speed.
@@ -145,9 +147,9 @@ int main(int argc, char** argv) {
     std::printf(
         "{\"engine\": \"kvasir\", \"kernels\": \"%s\", \"threads\": %d, \"streams\": %d, "
         "\"prompt_tokens\": %d, \"decode_tokens\": %d, \"output_tok_s\": %.1f, "
-        "\"ttft_ms\": %.1f, \"itl_ms\": %.2f}\n",
+        "\"decode_tok_s\": %.1f, \"ttft_ms\": %.1f, \"itl_ms\": %.2f}\n",
         (*engine)->model_info().kernels.c_str(), threads, c, prompt_tokens, decode_tokens,
-        Median(tput), 1e3 * Median(ttft), 1e3 * Median(itl));
+        Median(tput), c / Median(itl), 1e3 * Median(ttft), 1e3 * Median(itl));
     std::fflush(stdout);
   }
   return 0;

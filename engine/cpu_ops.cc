@@ -77,8 +77,7 @@ class CpuOps : public Ops {
     kv_ = spec;
     const size_t per_layer =
         static_cast<size_t>(spec.num_blocks) * spec.block_size * spec.num_kv_heads * spec.head_dim;
-    // The pool is zero-filled (touched) here: refuse what the machine cannot hold, rather than
-    // being killed by the OOM killer half-way.
+    // Refuse what the machine cannot hold, rather than being killed by the OOM killer later.
     const double total = 2.0 * spec.num_layers * per_layer * sizeof(float);
     const double physical =
         static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGESIZE));
@@ -89,11 +88,13 @@ class CpuOps : public Ops {
           total, physical));
     }
     try {
-      k_cache_.assign(spec.num_layers, {});
-      v_cache_.assign(spec.num_layers, {});
+      // Left uninitialised (pages are committed on first write, so start-up does not touch
+      // the whole pool): a slot is always written before attention reads it.
+      k_cache_.clear();
+      v_cache_.clear();
       for (int32_t l = 0; l < spec.num_layers; ++l) {
-        k_cache_[l].assign(per_layer, 0.0f);
-        v_cache_[l].assign(per_layer, 0.0f);
+        k_cache_.push_back(std::make_unique_for_overwrite<float[]>(per_layer));
+        v_cache_.push_back(std::make_unique_for_overwrite<float[]>(per_layer));
       }
     } catch (const std::bad_alloc&) {
       k_cache_.clear();
@@ -152,8 +153,8 @@ class CpuOps : public Ops {
   }
 
   void Attention(int32_t layer, Tensor q, Tensor k, Tensor v, float scale, Tensor out) override {
-    float* kc = k_cache_[layer].data();
-    float* vc = v_cache_[layer].data();
+    float* kc = k_cache_[layer].get();
+    float* vc = v_cache_[layer].get();
     cpu::WriteKvCache(k.data, v.data, k.rows, kv_.num_kv_heads, kv_.head_dim,
                       batch_->slot_mapping.data(), kc, vc);
     cpu::PagedAttentionArgs a;
@@ -190,7 +191,7 @@ class CpuOps : public Ops {
   StepArena arena_;
   const StepBatch* batch_ = nullptr;
   KvCacheSpec kv_;
-  std::vector<std::vector<float>> k_cache_, v_cache_;  // per layer
+  std::vector<std::unique_ptr<float[]>> k_cache_, v_cache_;  // per layer
   std::vector<std::unique_ptr<std::vector<float>>> host_floats_;
 };
 

@@ -1,9 +1,8 @@
 // Engine throughput with C concurrent streams on a real model: C requests submitted at once,
 // each a distinct prompt of P tokens (no prefix sharing) generating D tokens, through
 // Engine::Submit like a client. For each C prints one JSON line with output tokens/s over the
-// whole run (prefill included), decode tokens/s (streams / inter-token latency, the steady-state
-// rate once every stream decodes), median TTFT and median inter-token latency (medians over
-// --repeats runs).
+// whole run (prefill included), decode tokens/s (all streams together, measured while every
+// stream was decoding), median TTFT and median inter-token latency (medians over --repeats runs).
 //   throughput_bench --model PATH [--streams 1,8,32] [--prompt-tokens 128] [--decode-tokens 64]
 //                    [--threads 2] [--repeats 3] [--max-batched-tokens 2048]
 // Not a test: it measures speed.
@@ -54,6 +53,7 @@ double Median(std::vector<double> v) {
 
 struct RunResult {
   double output_tok_s;  // all streams' generated tokens / wall time
+  double decode_tok_s;  // tokens / time while every stream was decoding (0 if never)
   double ttft_s;        // median over streams
   double itl_s;         // median over streams of the mean gap between tokens
 };
@@ -74,9 +74,14 @@ RunResult RunOnce(kvasir::Engine& engine, int streams, int prompt_tokens, int de
     if (!engine.Submit(req, sinks.back()).ok()) std::abort();
   }
   std::vector<double> ttft, itl;
+  std::vector<std::vector<Clock::time_point>> all;
   Clock::time_point end = start;
+  Clock::time_point all_decoding = start, first_done = Clock::time_point::max();
   for (auto& sink : sinks) {
     const std::vector<Clock::time_point> times = sink->Wait();
+    all.push_back(times);
+    all_decoding = std::max(all_decoding, times.front());
+    first_done = std::min(first_done, times.back());
     ttft.push_back(std::chrono::duration<double>(times.front() - start).count());
     if (times.size() > 1) {
       itl.push_back(std::chrono::duration<double>(times.back() - times.front()).count() /
@@ -85,7 +90,17 @@ RunResult RunOnce(kvasir::Engine& engine, int streams, int prompt_tokens, int de
     end = std::max(end, times.back());
   }
   const double wall = std::chrono::duration<double>(end - start).count();
-  return {streams * decode_tokens / wall, Median(ttft), Median(itl)};
+  // Steady state: from the moment the last stream got its first token to the moment the first
+  // stream finished, every stream was decoding; count the tokens produced in that window.
+  double decode_rate = 0.0;
+  if (first_done > all_decoding) {
+    int64_t tokens = 0;
+    for (const auto& times : all) {
+      for (const auto& t : times) tokens += (t > all_decoding && t <= first_done) ? 1 : 0;
+    }
+    decode_rate = tokens / std::chrono::duration<double>(first_done - all_decoding).count();
+  }
+  return {streams * decode_tokens / wall, decode_rate, Median(ttft), Median(itl)};
 }
 
 }  // namespace
@@ -137,10 +152,11 @@ int main(int argc, char** argv) {
   int run = 0;
   RunOnce(**engine, 1, prompt_tokens, 8, run++);  // warm-up
   for (int c : streams) {
-    std::vector<double> tput, ttft, itl;
+    std::vector<double> tput, decode, ttft, itl;
     for (int r = 0; r < repeats; ++r) {
       const RunResult res = RunOnce(**engine, c, prompt_tokens, decode_tokens, run++);
       tput.push_back(res.output_tok_s);
+      decode.push_back(res.decode_tok_s);
       ttft.push_back(res.ttft_s);
       itl.push_back(res.itl_s);
     }
@@ -149,7 +165,7 @@ int main(int argc, char** argv) {
         "\"prompt_tokens\": %d, \"decode_tokens\": %d, \"output_tok_s\": %.1f, "
         "\"decode_tok_s\": %.1f, \"ttft_ms\": %.1f, \"itl_ms\": %.2f}\n",
         (*engine)->model_info().kernels.c_str(), threads, c, prompt_tokens, decode_tokens,
-        Median(tput), c / Median(itl), 1e3 * Median(ttft), 1e3 * Median(itl));
+        Median(tput), Median(decode), 1e3 * Median(ttft), 1e3 * Median(itl));
     std::fflush(stdout);
   }
   return 0;

@@ -81,6 +81,33 @@ TEST(EngineTest, SubmitRejectsInvalidRequestsWithMessagesNamingTheField) {
   EXPECT_EQ(ok.token_ids.size(), 3u);
 }
 
+// A request that could never fit the KV pool, even alone, is refused at Submit with a message
+// naming the pool; a request that fits only after others finish is queued and served.
+TEST(EngineTest, RequestLargerThanTheWholeKvPoolIsRejectedAndOthersAreServed) {
+  EngineOptions o;
+  o.model_path = FixturePath("models/llama_tiny");
+  o.num_threads = 2;
+  o.block_size = 4;
+  auto probe = Engine::Create(o);
+  ASSERT_TRUE(probe.ok()) << probe.status();
+  o.kv_cache_bytes = (*probe)->model_info().kv_bytes_per_token * 64;  // 16 blocks of 4
+  auto e = Engine::Create(o);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ((*e)->model_info().kv_num_blocks, 16);
+  auto sink = std::make_shared<CollectingSink>();
+  absl::Status s = (*e)->Submit(Request("huge", std::vector<int32_t>(60, 5), 8), sink);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("can never fit the KV cache of 64 tokens"), std::string::npos) << s;
+  // Three requests of 40 tokens each fit only one at a time: they queue (and preempt), all end.
+  std::vector<std::shared_ptr<CollectingSink>> sinks;
+  for (int i = 0; i < 3; ++i) {
+    sinks.push_back(std::make_shared<CollectingSink>());
+    std::vector<int32_t> prompt(30, 7 + i);
+    ASSERT_TRUE((*e)->Submit(Request("fits" + std::to_string(i), prompt, 10), sinks.back()).ok());
+  }
+  for (auto& k : sinks) EXPECT_EQ(k->Wait().token_ids.size(), 10u);
+}
+
 TEST(EngineTest, DuplicateLiveRequestIdIsRejected) {
   auto e = TinyEngine();
   ASSERT_NE(e, nullptr);

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <mutex>
 #include <random>
+#include <span>
 #include <thread>
 
 #include "absl/container/flat_hash_map.h"
@@ -15,6 +16,7 @@
 #include "engine/model_loader.h"
 #include "engine/model_runner.h"
 #include "engine/sampler.h"
+#include "engine/stop_strings.h"
 #include "engine/util/status_macros.h"
 #include "kernels/check.h"
 #include "kernels/cpu/cpu_features.h"
@@ -79,8 +81,18 @@ struct Live {
   EngineRequest request;
   std::shared_ptr<RequestSink> sink;
   std::unique_ptr<IncrementalDetokenizer> detokenizer;  // null without a tokenizer
+  std::unique_ptr<StopStringMatcher> stop_strings;      // null without stop strings
   uint64_t seed = 0;
+  std::vector<int32_t>
+      stop_ids;  // every id that ends it: the model's (unless ignore_eos) + its own
+  // Penalty history, kept only when a penalty needs it.
+  absl::flat_hash_set<int32_t> prompt_tokens;
+  absl::flat_hash_map<int32_t, int32_t> output_counts;
 };
+
+constexpr size_t kMaxStopStrings = 64;
+constexpr size_t kMaxStopStringBytes = 1024;
+constexpr int32_t kMaxLogprobs = 20;
 
 }  // namespace
 
@@ -111,6 +123,7 @@ class Engine::Impl {
   std::unique_ptr<KvCacheManager> kv_;
   std::unique_ptr<Scheduler> scheduler_;
   Sampler sampler_;
+  std::vector<float> scratch_logits_;
   absl::flat_hash_set<int32_t> stop_ids_;
   std::shared_ptr<EngineObserver> observer_;  // may be null
 
@@ -238,6 +251,52 @@ absl::Status Engine::Impl::Validate(const EngineRequest& r) const {
           absl::StrCat("stop_token_ids: id ", id, " is outside the vocabulary"));
     }
   }
+  if (!(s.min_p >= 0.0f && s.min_p <= 1.0f)) {
+    return absl::InvalidArgumentError(absl::StrCat("min_p must be in [0, 1], got ", s.min_p));
+  }
+  if (!(std::isfinite(s.repetition_penalty) && s.repetition_penalty > 0.0f)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("repetition_penalty must be a finite number > 0, got ", s.repetition_penalty));
+  }
+  if (!(s.presence_penalty >= -2.0f && s.presence_penalty <= 2.0f)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("presence_penalty must be in [-2, 2], got ", s.presence_penalty));
+  }
+  if (!(s.frequency_penalty >= -2.0f && s.frequency_penalty <= 2.0f)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("frequency_penalty must be in [-2, 2], got ", s.frequency_penalty));
+  }
+  for (const auto& [id, bias] : s.logit_bias) {
+    if (id < 0 || id >= info.vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("logit_bias: token id ", id, " is outside the vocabulary"));
+    }
+    if (!(bias >= -100.0f && bias <= 100.0f)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("logit_bias: bias for token ", id, " must be in [-100, 100], got ", bias));
+    }
+  }
+  if (r.min_tokens < 0 || r.min_tokens > r.max_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat("min_tokens must be in [0, max_tokens (",
+                                                   r.max_tokens, ")], got ", r.min_tokens));
+  }
+  if (r.logprobs.has_value() && (*r.logprobs < 0 || *r.logprobs > kMaxLogprobs)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("logprobs must be in [0, ", kMaxLogprobs, "], got ", *r.logprobs));
+  }
+  if (!r.stop.empty() && model.tokenizer == nullptr) {
+    return absl::InvalidArgumentError("stop strings need a tokenizer, and this model has none");
+  }
+  if (r.stop.size() > kMaxStopStrings) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("stop: at most ", kMaxStopStrings, " strings, got ", r.stop.size()));
+  }
+  for (const std::string& stop : r.stop) {
+    if (stop.empty() || stop.size() > kMaxStopStringBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "stop: each string must have 1 to ", kMaxStopStringBytes, " bytes, got ", stop.size()));
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -331,6 +390,16 @@ void Engine::Impl::Admit(std::vector<Pending>& pending) {
     if (model.tokenizer) {
       live.detokenizer = std::make_unique<IncrementalDetokenizer>(*model.tokenizer);
     }
+    if (!p.request.stop.empty()) {
+      live.stop_strings =
+          std::make_unique<StopStringMatcher>(p.request.stop, p.request.include_stop_str_in_output);
+    }
+    if (!p.request.ignore_eos) live.stop_ids.assign(stop_ids_.begin(), stop_ids_.end());
+    live.stop_ids.insert(live.stop_ids.end(), p.request.stop_token_ids.begin(),
+                         p.request.stop_token_ids.end());
+    if (p.request.sampling.repetition_penalty != 1.0f) {
+      live.prompt_tokens.insert(p.request.prompt_ids.begin(), p.request.prompt_ids.end());
+    }
     live.request = std::move(p.request);
     uid_by_id_[live.request.id] = uid;
     live_.emplace(uid, std::move(live));
@@ -380,20 +449,46 @@ void Engine::Impl::Step() {
     Live& live = live_.at(ss.uid);
     Sequence* seq = scheduler_->Find(ss.uid);
     const int32_t step = seq->num_generated();
-    const int32_t token = sampler_.Sample(logits.data() + row++ * vocab, vocab,
-                                          live.request.sampling, live.seed, step);
+    const EngineRequest& req = live.request;
+    const float* raw = logits.data() + row++ * vocab;
+    const float* use = raw;
+    const bool ban_stops = step < req.min_tokens && !live.stop_ids.empty();
+    if (Sampler::NeedsProcessing(req.sampling, ban_stops)) {
+      scratch_logits_.assign(raw, raw + vocab);
+      Sampler::ApplyProcessors(
+          scratch_logits_.data(), vocab, req.sampling, {&live.prompt_tokens, &live.output_counts},
+          ban_stops ? std::span<const int32_t>(live.stop_ids) : std::span<const int32_t>());
+      use = scratch_logits_.data();
+    }
+    const int32_t token = sampler_.Sample(use, vocab, req.sampling, live.seed, step);
     scheduler_->AppendToken(ss.uid, token);
+    if (req.sampling.repetition_penalty != 1.0f || req.sampling.presence_penalty != 0.0f ||
+        req.sampling.frequency_penalty != 0.0f) {
+      ++live.output_counts[token];
+    }
     Emit(seq->num_generated() == 1 ? RequestEventKind::kFirstToken : RequestEventKind::kToken, *seq,
          end_ns);
     RequestOutput out;
     out.token_ids.push_back(token);
-    const bool stop =
-        (!live.request.ignore_eos && stop_ids_.contains(token)) ||
-        std::find(live.request.stop_token_ids.begin(), live.request.stop_token_ids.end(), token) !=
-            live.request.stop_token_ids.end();
+    if (req.logprobs.has_value()) {
+      TokenLogprobs lp = Sampler::Logprobs(raw, vocab, token, *req.logprobs);
+      out.logprobs.push_back({lp.logprob, std::move(lp.top)});
+    }
+    const bool stop_token =
+        std::find(live.stop_ids.begin(), live.stop_ids.end(), token) != live.stop_ids.end();
     if (live.detokenizer) out.text = live.detokenizer->Push(token);
-    if (stop || seq->num_generated() >= live.request.max_tokens) {
-      Finish(ss.uid, stop ? FinishReason::kStop : FinishReason::kLength, std::move(out));
+    if (live.stop_strings) {
+      std::optional<std::string> matched;
+      out.text = live.stop_strings->Push(out.text, &matched);
+      if (matched.has_value()) {
+        out.stop_string = *std::move(matched);
+        Finish(ss.uid, FinishReason::kStop, std::move(out));
+        continue;
+      }
+    }
+    if (stop_token || seq->num_generated() >= req.max_tokens) {
+      if (stop_token) out.stop_token = token;
+      Finish(ss.uid, stop_token ? FinishReason::kStop : FinishReason::kLength, std::move(out));
       continue;
     }
     out.usage.prompt_tokens = seq->num_prompt_tokens;
@@ -428,7 +523,22 @@ void Engine::Impl::Finish(uint64_t uid, FinishReason reason, RequestOutput out) 
     out.usage.cached_prompt_tokens = std::max(0, seq->num_cached_prompt_tokens);
     Emit(RequestEventKind::kFinished, *seq, NowNs(), reason);
   }
-  if (live.detokenizer) out.text += live.detokenizer->Flush();
+  // A stop string ends the text: nothing held after it is emitted.
+  if (out.stop_string.empty()) {
+    std::string tail = live.detokenizer ? live.detokenizer->Flush() : std::string();
+    if (live.stop_strings) {
+      std::optional<std::string> matched;
+      tail = live.stop_strings->Push(tail, &matched);
+      if (matched.has_value()) {
+        out.stop_string = *std::move(matched);
+        reason = FinishReason::kStop;
+        out.stop_token = -1;
+      } else {
+        tail += live.stop_strings->Flush();
+      }
+    }
+    out.text += tail;
+  }
   out.finish_reason = reason;
   scheduler_->Remove(uid);
   std::shared_ptr<RequestSink> sink = std::move(live.sink);

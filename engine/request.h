@@ -7,16 +7,25 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 
 namespace kvasir {
 
+// Applied in this order: logit_bias, penalties (and the min_tokens mask) on the logits; then
+// greedy (temperature 0) or temperature, min_p, top_k, top_p and a seeded draw. Defaults are off.
 struct SamplingParams {
-  float temperature = 0.0f;      // 0 = greedy (argmax, lowest id on ties)
-  int32_t top_k = 0;             // 0 = no top-k filter
-  float top_p = 1.0f;            // 1 = no nucleus filter
+  float temperature = 0.0f;  // 0 = greedy (argmax, lowest id on ties)
+  int32_t top_k = 0;         // 0 = no top-k filter
+  float top_p = 1.0f;        // 1 = no nucleus filter
+  float min_p = 0.0f;        // in [0, 1]: drop tokens less likely than min_p x the most likely
+  // > 0; tokens seen in the prompt or the output: positive logits / penalty, negative * penalty.
+  float repetition_penalty = 1.0f;
+  float presence_penalty = 0.0f;   // in [-2, 2]: minus once per token present in the output
+  float frequency_penalty = 0.0f;  // in [-2, 2]: minus per occurrence in the output
+  std::vector<std::pair<int32_t, float>> logit_bias;  // (token, in [-100, 100]) added to logits
   std::optional<uint64_t> seed;  // set: the request's samples depend on it alone, not on the batch
 };
 
@@ -24,10 +33,18 @@ struct EngineRequest {
   std::string id;                   // unique among live requests; Submit rejects a duplicate
   std::vector<int32_t> prompt_ids;  // already tokenized (special tokens included as wanted)
   int32_t max_tokens = 16;          // >= 1; prompt + max_tokens must fit the context
+  int32_t min_tokens = 0;           // stop tokens cannot be sampled before this many tokens
   SamplingParams sampling;
   bool ignore_eos = false;              // true: the model's stop tokens do not end the request
   std::vector<int32_t> stop_token_ids;  // extra ids that end the request
-  int32_t priority = 0;                 // lower runs first (used by the scheduler)
+  // Strings that end the request when the generated text contains one (across tokens). Not
+  // emitted unless include_stop_str_in_output. Needs a tokenizer.
+  std::vector<std::string> stop;
+  bool include_stop_str_in_output = false;
+  // Set: each output token carries its log-probability and this many top alternatives (0..20),
+  // under the model's distribution (raw logits, before sampling parameters).
+  std::optional<int32_t> logprobs;
+  int32_t priority = 0;  // lower runs first (used by the scheduler)
   // Prefix-cache isolation: only requests with the same salt share cached KV blocks.
   std::string cache_salt;
 };
@@ -41,14 +58,22 @@ struct Usage {
   int32_t cached_prompt_tokens = 0;  // prompt tokens served from the prefix cache
 };
 
+struct TokenLogprob {
+  float logprob = 0.0f;                        // of the generated token
+  std::vector<std::pair<int32_t, float>> top;  // the most likely tokens and theirs, best first
+};
+
 // One message to the client: what is new since the previous one. The last message of every
 // accepted request has finish_reason != kNone (and error set when kError). Exactly one such.
 struct RequestOutput {
-  std::vector<int32_t> token_ids;  // tokens generated since the previous output
-  std::string text;                // text completed since the previous output (whole UTF-8 only)
+  std::vector<int32_t> token_ids;      // tokens generated since the previous output
+  std::vector<TokenLogprob> logprobs;  // one per token id, when the request asked for logprobs
+  std::string text;  // text completed since the previous output (whole UTF-8 only)
   FinishReason finish_reason = FinishReason::kNone;
-  absl::Status error;  // the reason for kError
-  Usage usage;         // cumulative
+  std::string stop_string;  // kStop by a stop string: which one
+  int32_t stop_token = -1;  // kStop by a stop token: which one
+  absl::Status error;       // the reason for kError
+  Usage usage;              // cumulative
 };
 
 // Receives a request's outputs. Called on the engine thread, in order: an implementation must

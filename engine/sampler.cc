@@ -40,8 +40,17 @@ int32_t Sampler::Sample(const float* logits, int64_t vocab, const SamplingParams
     const float l = std::isnan(logits[i]) ? -std::numeric_limits<float>::infinity() : logits[i];
     candidates_[i] = {l, static_cast<int32_t>(i)};
   }
+  // Min-p: p_i >= min_p * p_max, i.e. l_i >= l_max + T * ln(min_p).
+  if (params.min_p > 0.0f) {
+    float max_l = -std::numeric_limits<float>::infinity();
+    for (const auto& c : candidates_) max_l = std::max(max_l, c.first);
+    if (std::isfinite(max_l)) {
+      const double cut = max_l + std::log(static_cast<double>(params.min_p)) * params.temperature;
+      std::erase_if(candidates_, [cut](const auto& c) { return c.first < cut; });
+    }
+  }
   // Top-k: keep the k largest logits (all when top_k is 0).
-  if (params.top_k > 0 && params.top_k < vocab) {
+  if (params.top_k > 0 && params.top_k < static_cast<int64_t>(candidates_.size())) {
     std::nth_element(candidates_.begin(), candidates_.begin() + params.top_k, candidates_.end(),
                      Greater);
     candidates_.resize(params.top_k);
@@ -86,6 +95,74 @@ int32_t Sampler::Sample(const float* logits, int64_t vocab, const SamplingParams
     if (r < acc) return c.second;
   }
   return candidates_.back().second;  // r within rounding of total
+}
+
+bool Sampler::NeedsProcessing(const SamplingParams& p, bool has_banned) {
+  return has_banned || !p.logit_bias.empty() || p.repetition_penalty != 1.0f ||
+         p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
+}
+
+void Sampler::ApplyProcessors(float* logits, int64_t vocab, const SamplingParams& p,
+                              const TokenHistory& history, std::span<const int32_t> banned) {
+  for (const auto& [token, bias] : p.logit_bias) {
+    if (token >= 0 && token < vocab) logits[token] += bias;
+  }
+  if (p.repetition_penalty != 1.0f) {
+    auto penalise = [&](int32_t t) {
+      if (t < 0 || t >= vocab) return;
+      logits[t] =
+          logits[t] > 0.0f ? logits[t] / p.repetition_penalty : logits[t] * p.repetition_penalty;
+    };
+    if (history.prompt_tokens != nullptr) {
+      for (int32_t t : *history.prompt_tokens) penalise(t);
+    }
+    if (history.output_counts != nullptr) {
+      for (const auto& [t, count] : *history.output_counts) {
+        // Once per distinct token, also when it is in the prompt as well.
+        if (history.prompt_tokens == nullptr || !history.prompt_tokens->contains(t)) penalise(t);
+      }
+    }
+  }
+  if ((p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) &&
+      history.output_counts != nullptr) {
+    for (const auto& [t, count] : *history.output_counts) {
+      if (t < 0 || t >= vocab) continue;
+      logits[t] -= p.presence_penalty + p.frequency_penalty * static_cast<float>(count);
+    }
+  }
+  for (int32_t t : banned) {
+    if (t >= 0 && t < vocab) logits[t] = -std::numeric_limits<float>::infinity();
+  }
+}
+
+TokenLogprobs Sampler::Logprobs(const float* logits, int64_t vocab, int32_t chosen, int32_t top_n) {
+  // log p_i = l_i - (max + log sum exp(l - max)), summed in double; NaN logits count as -inf.
+  float max_l = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < vocab; ++i) {
+    if (!std::isnan(logits[i])) max_l = std::max(max_l, logits[i]);
+  }
+  double sum = 0.0;
+  for (int64_t i = 0; i < vocab; ++i) {
+    if (!std::isnan(logits[i])) sum += std::exp(static_cast<double>(logits[i]) - max_l);
+  }
+  const double log_z = static_cast<double>(max_l) + std::log(sum);
+  auto logprob = [&](int32_t i) {
+    return std::isnan(logits[i]) ? -std::numeric_limits<float>::infinity()
+                                 : static_cast<float>(logits[i] - log_z);
+  };
+  TokenLogprobs out;
+  out.logprob = logprob(chosen);
+  if (top_n > 0) {
+    std::vector<std::pair<float, int32_t>> all(vocab);
+    for (int64_t i = 0; i < vocab; ++i) {
+      const float l = std::isnan(logits[i]) ? -std::numeric_limits<float>::infinity() : logits[i];
+      all[i] = {l, static_cast<int32_t>(i)};
+    }
+    const int64_t n = std::min<int64_t>(top_n, vocab);
+    std::partial_sort(all.begin(), all.begin() + n, all.end(), Greater);
+    for (int64_t i = 0; i < n; ++i) out.top.emplace_back(all[i].second, logprob(all[i].second));
+  }
+  return out;
 }
 
 }  // namespace kvasir

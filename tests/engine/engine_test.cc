@@ -1,9 +1,11 @@
 // The engine loop's contract: validation, abort, shutdown, batch invariance, seeded sampling.
 #include "engine/engine.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 
 #include "engine/model_loader.h"
@@ -194,6 +196,107 @@ TEST(EngineTest, SeededSamplingIsReproducibleWhateverElseIsInTheBatch) {
   r.sampling.seed = 99;
   EXPECT_NE(RunAlone(*e, r).token_ids, first.token_ids);
   for (auto& o : others) o->Wait();
+}
+
+TEST(EngineTest, MinTokensKeepsStopTokensAwayUntilReached) {
+  auto e = TinyEngine();
+  ASSERT_NE(e, nullptr);
+  const std::vector<int32_t> prompt = {5, 6, 7, 8};
+  const RequestOutput greedy = RunAlone(*e, Request("g", prompt, 8));
+  ASSERT_EQ(greedy.token_ids.size(), 8u);
+  // Make the third greedy token a stop token: without min_tokens it ends the request there.
+  EngineRequest r = Request("stop", prompt, 8);
+  r.stop_token_ids = {greedy.token_ids[2]};
+  const RequestOutput stopped = RunAlone(*e, r);
+  EXPECT_EQ(stopped.finish_reason, FinishReason::kStop);
+  EXPECT_EQ(stopped.stop_token, greedy.token_ids[2]);
+  EXPECT_LE(stopped.token_ids.size(), 3u);
+  // With min_tokens 6 the stop token cannot be sampled before the 7th token.
+  r.id = "min";
+  r.min_tokens = 6;
+  const RequestOutput held = RunAlone(*e, r);
+  ASSERT_GE(held.token_ids.size(), 6u);
+  for (size_t i = 0; i < 6; ++i) EXPECT_NE(held.token_ids[i], greedy.token_ids[2]) << i;
+}
+
+TEST(EngineTest, LogprobsMatchAFullSoftmaxAndGreedyPicksTheTopOne) {
+  auto e = TinyEngine();
+  ASSERT_NE(e, nullptr);
+  EngineRequest r = Request("lp", {3, 4, 5}, 6);
+  r.logprobs = 5;
+  const RequestOutput out = RunAlone(*e, r);
+  ASSERT_EQ(out.logprobs.size(), out.token_ids.size());
+  for (size_t i = 0; i < out.token_ids.size(); ++i) {
+    const TokenLogprob& lp = out.logprobs[i];
+    ASSERT_EQ(lp.top.size(), 5u);
+    EXPECT_EQ(lp.top[0].first, out.token_ids[i]);  // greedy = the most likely
+    EXPECT_FLOAT_EQ(lp.top[0].second, lp.logprob);
+    double mass = 0;
+    for (size_t k = 0; k < lp.top.size(); ++k) {
+      EXPECT_LE(lp.top[k].second, 0.0f);
+      if (k > 0) EXPECT_LE(lp.top[k].second, lp.top[k - 1].second);
+      mass += std::exp(lp.top[k].second);
+    }
+    EXPECT_LE(mass, 1.0 + 1e-5);
+  }
+  // The same request without logprobs generates the same tokens.
+  r.id = "nolp";
+  r.logprobs.reset();
+  EXPECT_EQ(RunAlone(*e, r).token_ids, out.token_ids);
+}
+
+TEST(EngineTest, PenaltiesAndBiasChangeGreedyOutputAndAreValidated) {
+  auto e = TinyEngine();
+  ASSERT_NE(e, nullptr);
+  const std::vector<int32_t> prompt = {9, 9, 9};
+  // A bias that makes 77 win every step; penalties on the output then push it back.
+  auto count77 = [](const RequestOutput& o) {
+    return std::count(o.token_ids.begin(), o.token_ids.end(), 77);
+  };
+  EngineRequest pushed = Request("pushed", prompt, 6);
+  pushed.sampling.logit_bias = {{77, 12.0f}};
+  ASSERT_EQ(count77(RunAlone(*e, pushed)), 6);
+  EngineRequest freq = pushed;
+  freq.id = "freq";
+  freq.sampling.frequency_penalty = 2.0f;
+  freq.sampling.presence_penalty = 2.0f;
+  const int64_t with_freq = count77(RunAlone(*e, freq));
+  EXPECT_LT(with_freq, 6);
+  EXPECT_GE(with_freq, 1);
+  EngineRequest rep = pushed;
+  rep.id = "rep";
+  rep.sampling.repetition_penalty = 50.0f;
+  EXPECT_EQ(count77(RunAlone(*e, rep)), 1);  // its (positive) logit / 50 after the first time
+
+  auto sink = std::make_shared<CollectingSink>();
+  struct Bad {
+    std::function<void(EngineRequest&)> set;
+    std::string needle;
+  };
+  const std::vector<Bad> bad = {
+      {[](EngineRequest& r) { r.sampling.min_p = 1.5f; }, "min_p"},
+      {[](EngineRequest& r) { r.sampling.repetition_penalty = 0.0f; }, "repetition_penalty"},
+      {[](EngineRequest& r) { r.sampling.presence_penalty = 3.0f; }, "presence_penalty"},
+      {[](EngineRequest& r) { r.sampling.frequency_penalty = std::nanf(""); }, "frequency_penalty"},
+      {[](EngineRequest& r) {
+         r.sampling.logit_bias = {{100000, 1.0f}};
+       },
+       "logit_bias"},
+      {[](EngineRequest& r) {
+         r.sampling.logit_bias = {{1, 1000.0f}};
+       },
+       "logit_bias"},
+      {[](EngineRequest& r) { r.min_tokens = 7; }, "min_tokens"},
+      {[](EngineRequest& r) { r.logprobs = 21; }, "logprobs"},
+      {[](EngineRequest& r) { r.stop = {"x"}; }, "tokenizer"},  // the tiny model has none
+  };
+  for (const Bad& b : bad) {
+    EngineRequest r = Request("bad", prompt, 6);
+    b.set(r);
+    absl::Status s = e->Submit(r, sink);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << b.needle;
+    EXPECT_NE(s.message().find(b.needle), std::string::npos) << s;
+  }
 }
 
 TEST(ModelLoaderTest, MissingTruncatedAndCorruptFilesGiveErrorsNamingTheFile) {

@@ -122,5 +122,58 @@ TEST(SamplerTest, NanAndInfiniteLogitsNeverCrashAndNanIsNeverSampled) {
   EXPECT_LT(t, 10);
 }
 
+TEST(SamplerTest, MinPDropsTokensLessLikelyThanMinPTimesTheBest) {
+  Sampler s;
+  // p proportional to e^l: token 1 has e^-1 = 0.37 and token 2 e^-3 = 0.05 of token 0's mass.
+  const std::vector<float> logits = {3.0f, 2.0f, 0.0f};
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.min_p = 0.1f;
+  std::set<int32_t> seen;
+  for (int i = 0; i < 2000; ++i) seen.insert(s.Sample(logits.data(), 3, p, 9, i));
+  EXPECT_EQ(seen, (std::set<int32_t>{0, 1}));
+  p.min_p = 0.01f;
+  seen.clear();
+  for (int i = 0; i < 4000; ++i) seen.insert(s.Sample(logits.data(), 3, p, 9, i));
+  EXPECT_EQ(seen, (std::set<int32_t>{0, 1, 2}));
+}
+
+TEST(SamplerTest, ProcessorsApplyBiasPenaltiesAndBans) {
+  std::vector<float> logits = {2.0f, -2.0f, 1.0f, 0.5f, 3.0f};
+  SamplingParams p;
+  p.logit_bias = {{3, 10.0f}};
+  p.repetition_penalty = 2.0f;
+  p.presence_penalty = 0.5f;
+  p.frequency_penalty = 0.25f;
+  const absl::flat_hash_set<int32_t> prompt = {0, 1};
+  const absl::flat_hash_map<int32_t, int32_t> output = {{1, 1}, {2, 3}};
+  ASSERT_TRUE(Sampler::NeedsProcessing(p, false));
+  const std::vector<int32_t> banned = {4};
+  Sampler::ApplyProcessors(logits.data(), 5, p, {&prompt, &output}, banned);
+  EXPECT_FLOAT_EQ(logits[0], 1.0f);                     // prompt, positive: / 2
+  EXPECT_FLOAT_EQ(logits[1], -4.0f - 0.5f - 0.25f);     // prompt and output: * 2 once, then
+  EXPECT_FLOAT_EQ(logits[2], 0.5f - 0.5f - 3 * 0.25f);  // output x3: / 2, presence, 3 x freq
+  EXPECT_FLOAT_EQ(logits[3], 10.5f);                    // bias only
+  EXPECT_EQ(logits[4], -std::numeric_limits<float>::infinity());  // banned
+  EXPECT_FALSE(Sampler::NeedsProcessing(SamplingParams{}, false));
+  EXPECT_TRUE(Sampler::NeedsProcessing(SamplingParams{}, true));
+}
+
+TEST(SamplerTest, LogprobsAreTheFullSoftmaxOfTheRawLogits) {
+  const std::vector<float> logits = {1.0f, 3.0f, -2.0f, 3.0f, 0.0f};
+  double z = 0;
+  for (float l : logits) z += std::exp(double{l});
+  const TokenLogprobs lp = Sampler::Logprobs(logits.data(), 5, 2, 3);
+  EXPECT_NEAR(lp.logprob, -2.0 - std::log(z), 1e-6);
+  ASSERT_EQ(lp.top.size(), 3u);
+  EXPECT_EQ(lp.top[0].first, 1);  // ties: lower id first
+  EXPECT_EQ(lp.top[1].first, 3);
+  EXPECT_EQ(lp.top[2].first, 0);
+  double mass = 0;
+  for (int v = 0; v < 5; ++v) mass += std::exp(Sampler::Logprobs(logits.data(), 5, v, 0).logprob);
+  EXPECT_NEAR(mass, 1.0, 1e-6);
+  EXPECT_NEAR(lp.top[2].second, 1.0 - std::log(z), 1e-6);
+}
+
 }  // namespace
 }  // namespace kvasir

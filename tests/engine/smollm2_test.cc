@@ -94,5 +94,51 @@ TEST_F(SmolLM2Test, GreedyContinuationsMatchLlamaCpp) {
   EXPECT_LE(near_ties, kMaxNearTieDivergences);
 }
 
+// A stop string that spans token boundaries ends the request where it starts: the text before it
+// is exactly the greedy text before it, the stop string itself is not emitted, and the streamed
+// pieces never contained any of it.
+TEST_F(SmolLM2Test, StopStringAcrossTokensEndsTheTextBeforeIt) {
+  EngineOptions o;
+  o.model_path = path_;
+  o.num_threads = 2;
+  auto engine = Engine::Create(o);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  const Tokenizer* tok = (*engine)->tokenizer();
+  EngineRequest r;
+  r.id = "free";
+  r.prompt_ids = tok->Encode("Once upon a time, in a small village,", true);
+  r.max_tokens = 40;
+  r.ignore_eos = true;
+  auto sink = std::make_shared<CollectingSink>();
+  ASSERT_TRUE((*engine)->Submit(r, sink).ok());
+  const RequestOutput full = sink->Wait();
+  ASSERT_EQ(full.token_ids.size(), 40u);
+  // From the middle of the 10th token's text to the middle of the 13th token's text.
+  const std::string before10 =
+      tok->Decode(absl::MakeConstSpan(full.token_ids.data(), 9), /*skip_special=*/true);
+  const std::string upto13 =
+      tok->Decode(absl::MakeConstSpan(full.token_ids.data(), 12), /*skip_special=*/true);
+  ASSERT_GT(upto13.size(), before10.size() + 4);
+  const size_t start = before10.size() + 1;
+  const std::string stop = full.text.substr(start, upto13.size() - 1 - start);
+  ASSERT_EQ(full.text.find(stop), start) << "pick a stop string that occurs once";
+
+  for (const bool include : {false, true}) {
+    EngineRequest s = r;
+    s.id = include ? "stop-incl" : "stop";
+    s.stop = {"never appears here", stop};
+    s.include_stop_str_in_output = include;
+    auto stopped = std::make_shared<CollectingSink>();
+    ASSERT_TRUE((*engine)->Submit(s, stopped).ok());
+    const RequestOutput out = stopped->Wait();
+    EXPECT_EQ(out.finish_reason, FinishReason::kStop);
+    EXPECT_EQ(out.stop_string, stop);
+    EXPECT_EQ(out.text, full.text.substr(0, start + (include ? stop.size() : 0)));
+    EXPECT_LE(out.token_ids.size(), 13u);
+    EXPECT_EQ(out.token_ids, std::vector<int32_t>(full.token_ids.begin(),
+                                                  full.token_ids.begin() + out.token_ids.size()));
+  }
+}
+
 }  // namespace
 }  // namespace kvasir

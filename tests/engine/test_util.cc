@@ -38,11 +38,14 @@ void CollectingSink::OnOutput(RequestOutput output) {
   std::lock_guard<std::mutex> lock(mu_);
   ++num_outputs_;
   all_.token_ids.insert(all_.token_ids.end(), output.token_ids.begin(), output.token_ids.end());
+  all_.logprobs.insert(all_.logprobs.end(), output.logprobs.begin(), output.logprobs.end());
   all_.text += output.text;
   all_.usage = output.usage;
   if (output.finish_reason != FinishReason::kNone) {
     all_.finish_reason = output.finish_reason;
     all_.error = output.error;
+    all_.stop_string = output.stop_string;
+    all_.stop_token = output.stop_token;
     done_ = true;
     cv_.notify_all();
   }

@@ -1,5 +1,6 @@
 #include "server/api_convert.h"
 
+#include <algorithm>
 #include <atomic>
 #include <climits>
 #include <random>
@@ -134,8 +135,28 @@ absl::StatusOr<EngineRequest> ToEngineRequest(const v1::GenerateRequest& request
   if (request.has_top_p()) out.sampling.top_p = request.top_p();
   if (request.has_top_k()) out.sampling.top_k = request.top_k();
   if (request.has_seed()) out.sampling.seed = request.seed();
+  if (request.has_min_p()) out.sampling.min_p = request.min_p();
+  if (request.has_presence_penalty()) out.sampling.presence_penalty = request.presence_penalty();
+  if (request.has_frequency_penalty()) {
+    out.sampling.frequency_penalty = request.frequency_penalty();
+  }
+  if (request.has_repetition_penalty()) {
+    out.sampling.repetition_penalty = request.repetition_penalty();
+  }
+  for (const auto& [token, bias] : request.logit_bias()) {
+    out.sampling.logit_bias.emplace_back(token, bias);
+  }
+  // Map iteration order is unspecified; keep the engine's input deterministic.
+  std::sort(out.sampling.logit_bias.begin(), out.sampling.logit_bias.end());
+  if (request.has_min_tokens()) out.min_tokens = request.min_tokens();
   out.ignore_eos = request.has_ignore_eos() && request.ignore_eos();
   out.stop_token_ids.assign(request.stop_token_ids().begin(), request.stop_token_ids().end());
+  out.stop.assign(request.stop().begin(), request.stop().end());
+  out.include_stop_str_in_output =
+      request.has_include_stop_str_in_output() && request.include_stop_str_in_output();
+  if (request.has_logprobs()) out.logprobs = request.logprobs();
+  out.priority = request.priority();
+  out.cache_salt = request.cache_salt();
   return out;
 }
 
@@ -153,6 +174,20 @@ v1::FinishReason ToProto(FinishReason reason) {
       break;
   }
   return v1::FINISH_REASON_UNSPECIFIED;
+}
+
+void ToProto(const std::vector<int32_t>& token_ids, const std::vector<TokenLogprob>& logprobs,
+             google::protobuf::RepeatedPtrField<v1::TokenLogprob>* out) {
+  for (size_t i = 0; i < logprobs.size() && i < token_ids.size(); ++i) {
+    v1::TokenLogprob* lp = out->Add();
+    lp->set_token_id(token_ids[i]);
+    lp->set_logprob(logprobs[i].logprob);
+    for (const auto& [id, logprob] : logprobs[i].top) {
+      v1::TokenLogprob::Alternative* alt = lp->add_top();
+      alt->set_token_id(id);
+      alt->set_logprob(logprob);
+    }
+  }
 }
 
 void ToProto(const Usage& usage, v1::Usage* out) {

@@ -50,6 +50,9 @@ absl::StatusOr<EngineRequest> ToEngineRequest(const v1::GenerateRequest& request
 
 v1::FinishReason ToProto(FinishReason reason);
 void ToProto(const Usage& usage, v1::Usage* out);
+// One TokenLogprob per token id (logprobs is empty when the request did not ask for them).
+void ToProto(const std::vector<int32_t>& token_ids, const std::vector<TokenLogprob>& logprobs,
+             google::protobuf::RepeatedPtrField<v1::TokenLogprob>* out);
 void ToProto(const ModelInfo& info, v1::ModelInfo* out);
 
 // A fresh request id for requests that bring none ("kv-" + 16 hex digits, unique per process).

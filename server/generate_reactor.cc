@@ -72,6 +72,7 @@ GenerateReactor::Action GenerateReactor::State::NextLocked() {
       v1::Chunk* chunk = response.mutable_chunk();
       chunk->set_text(std::move(out.text));
       chunk->mutable_token_ids()->Add(out.token_ids.begin(), out.token_ids.end());
+      ToProto(out.token_ids, out.logprobs, chunk->mutable_logprobs());
       if (!SerializeLocked()) {
         write_failed = true;  // drop this and further output; the final output ends the call
         continue;
@@ -102,7 +103,13 @@ GenerateReactor::Action GenerateReactor::State::NextLocked() {
     complete->set_finish_reason(ToProto(out.finish_reason));
     complete->set_text(std::move(out.text));
     complete->mutable_token_ids()->Add(out.token_ids.begin(), out.token_ids.end());
+    ToProto(out.token_ids, out.logprobs, complete->mutable_logprobs());
     ToProto(out.usage, complete->mutable_usage());
+    if (!out.stop_string.empty()) {
+      complete->set_stop_string(std::move(out.stop_string));
+    } else if (out.stop_token >= 0) {
+      complete->set_stop_token_id(out.stop_token);
+    }
     if (!SerializeLocked()) {  // the engine is done with this request: end the call now
       finish_called = true;
       action.kind = Action::kFinish;

@@ -110,6 +110,7 @@ std::string LongContextTinyModel() {
 struct ModelCase {
   std::string name;
   std::string path;  // empty: the default SmolLM2 GGUF; else LongContextTinyModel()
+  friend void PrintTo(const ModelCase& c, std::ostream* os) { *os << c.name; }
 };
 
 class ContinuousBatchingTest : public ::testing::TestWithParam<ModelCase> {

@@ -20,6 +20,7 @@ using testing::ReadJson;
 struct GoldenCase {
   std::string model_dir;  // under tests/fixtures/models
   std::string reference;  // reference.json of the same weights
+  friend void PrintTo(const GoldenCase& c, std::ostream* os) { *os << c.model_dir; }
 };
 
 class GoldenModelTest : public ::testing::TestWithParam<GoldenCase> {};

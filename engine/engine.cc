@@ -104,6 +104,7 @@ class Engine::Impl {
   absl::Status Submit(EngineRequest request, std::shared_ptr<RequestSink> sink);
   void Abort(const std::string& id);
   void Shutdown();
+  EngineLoads GetLoads() const;
 
   ModelInfo info;
   LoadedModel model;
@@ -113,6 +114,8 @@ class Engine::Impl {
   void Loop();
   void Admit(std::vector<Pending>& pending);
   void Step();
+  // Publishes the scheduler's state for GetLoads (and marks progress for the watchdog).
+  void PublishLoads();
   // Sends the final output and forgets the request.
   void Finish(uint64_t uid, FinishReason reason, RequestOutput out);
   void Emit(RequestEventKind kind, const Sequence& seq, int64_t time_ns,
@@ -128,13 +131,15 @@ class Engine::Impl {
   std::shared_ptr<EngineObserver> observer_;  // may be null
 
   // Shared with Submit/Abort callers.
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable wake_;
   std::vector<Pending> inbox_;                 // guarded by mu_
   std::vector<std::string> aborts_;            // guarded by mu_
   absl::flat_hash_set<std::string> live_ids_;  // guarded by mu_: submitted, not yet finished
   bool stopping_ = false;                      // guarded by mu_
   std::random_device entropy_;                 // guarded by mu_: seeds for unseeded requests
+  EngineLoads loads_;                          // guarded by mu_: published by the loop
+  int64_t busy_since_ns_ = 0;  // guarded by mu_: when the loop last made progress with work
 
   // Loop thread only.
   uint64_t next_uid_ = 1;
@@ -207,6 +212,8 @@ absl::Status Engine::Impl::Init(const EngineOptions& options) {
   info.kv_num_blocks = kv.num_blocks;
   info.kv_bytes_per_token = kv.bytes_per_token();
   info.prefix_caching = options.enable_prefix_caching;
+  info.max_num_seqs = options.max_num_seqs;
+  info.max_batched_tokens = options.max_batched_tokens;
   thread_ = std::thread([this] { Loop(); });
   return absl::OkStatus();
 }
@@ -305,6 +312,11 @@ absl::Status Engine::Impl::Submit(EngineRequest request, std::shared_ptr<Request
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return absl::FailedPreconditionError("the engine is shutting down");
+    if (options_.max_waiting > 0 &&
+        loads_.num_waiting + static_cast<int64_t>(inbox_.size()) >= options_.max_waiting) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the waiting queue is full (", options_.max_waiting, " requests); retry later"));
+    }
     if (!live_ids_.insert(request.id).second) {
       return absl::InvalidArgumentError(
           absl::StrCat("request id '", request.id, "' is already in use"));
@@ -343,6 +355,11 @@ void Engine::Impl::Shutdown() {
 }
 
 void Engine::Impl::Loop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    loads_.loop_alive = true;
+    busy_since_ns_ = NowNs();
+  }
   for (;;) {
     std::vector<Pending> pending;
     std::vector<std::string> aborts;
@@ -354,6 +371,8 @@ void Engine::Impl::Loop() {
       pending.swap(inbox_);
       aborts.swap(aborts_);
       stopping = stopping_;
+      loads_.num_waiting += static_cast<int32_t>(pending.size());  // until the next publish
+      if (live_.empty()) busy_since_ns_ = NowNs();                 // idle until now: not stalled
     }
     Admit(pending);
     for (const std::string& id : aborts) {
@@ -364,10 +383,38 @@ void Engine::Impl::Loop() {
       std::vector<uint64_t> uids;
       for (const auto& [uid, live] : live_) uids.push_back(uid);
       for (uint64_t uid : uids) Finish(uid, FinishReason::kAbort, {});
+      std::lock_guard<std::mutex> lock(mu_);
+      loads_ = EngineLoads();  // loop_alive = false
       return;
     }
     if (!live_.empty()) Step();
+    PublishLoads();
   }
+}
+
+void Engine::Impl::PublishLoads() {
+  EngineLoads l;
+  l.num_running = scheduler_->num_running();
+  l.num_waiting = scheduler_->num_waiting();
+  l.kv_usage = kv_->usage();
+  const SchedulerCounters& c = scheduler_->counters();
+  l.prefix_query_tokens = c.prefix_query_tokens;
+  l.prefix_hit_tokens = c.prefix_hit_tokens;
+  l.num_preemptions = c.preemptions;
+  l.num_steps = step_;
+  l.loop_alive = true;
+  std::lock_guard<std::mutex> lock(mu_);
+  loads_ = l;
+  busy_since_ns_ = NowNs();
+}
+
+EngineLoads Engine::Impl::GetLoads() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  EngineLoads l = loads_;
+  l.num_waiting += static_cast<int32_t>(inbox_.size());
+  const bool has_work = l.num_running + l.num_waiting > 0;
+  l.stalled_seconds = has_work && l.loop_alive ? (NowNs() - busy_since_ns_) * 1e-9 : 0.0;
+  return l;
 }
 
 void Engine::Impl::Admit(std::vector<Pending>& pending) {
@@ -569,6 +616,7 @@ absl::Status Engine::Submit(EngineRequest request, std::shared_ptr<RequestSink> 
 void Engine::Abort(const std::string& request_id) { impl_->Abort(request_id); }
 void Engine::Shutdown() { impl_->Shutdown(); }
 const ModelInfo& Engine::model_info() const { return impl_->info; }
+EngineLoads Engine::GetLoads() const { return impl_->GetLoads(); }
 const Tokenizer* Engine::tokenizer() const { return impl_->model.tokenizer.get(); }
 
 }  // namespace kvasir

@@ -29,7 +29,10 @@ struct EngineOptions {
                                       // capped at 2 GiB
   int64_t max_model_len = 0;          // context limit; 0 = the model's, capped at 8192
   bool enable_prefix_caching = true;  // reuse the KV blocks of identical prompt prefixes
-  int32_t long_prefill_chunk = 0;     // prefill chunk cap while others wait; 0 = budget / 4
+  // Admission control: Submit refuses (ResourceExhausted) while this many requests wait to be
+  // scheduled. 0 = no limit.
+  int32_t max_waiting = 1024;
+  int32_t long_prefill_chunk = 0;         // prefill chunk cap while others wait; 0 = budget / 4
   int32_t max_long_partial_prefills = 1;  // long prompts prefilling at once
   // Receives request and step events on the engine thread (metrics); may be null.
   std::shared_ptr<EngineObserver> observer;
@@ -50,6 +53,22 @@ struct ModelInfo {
   int32_t kv_num_blocks = 0;      // blocks in the pool
   int64_t kv_bytes_per_token = 0;
   bool prefix_caching = false;
+  int32_t max_num_seqs = 0;
+  int32_t max_batched_tokens = 0;
+};
+
+// A snapshot of the engine's load, for routers and health checks.
+struct EngineLoads {
+  int32_t num_running = 0;
+  int32_t num_waiting = 0;  // queued in the scheduler or not yet picked up by the loop
+  double kv_usage = 0.0;    // fraction of KV blocks held by sequences
+  int64_t prefix_query_tokens = 0;
+  int64_t prefix_hit_tokens = 0;
+  int64_t num_preemptions = 0;
+  int64_t num_steps = 0;
+  bool loop_alive = false;  // the loop thread is running (not stopped, not crashed)
+  // Seconds since the loop last finished a step, while it has work; 0 when idle.
+  double stalled_seconds = 0.0;
 };
 
 class Engine {
@@ -64,13 +83,16 @@ class Engine {
   // Validates and enqueues. On OK the sink receives one or more outputs, the last one final.
   // InvalidArgument naming the field: empty prompt, token id outside the vocabulary, max_tokens <
   // 1, prompt + max_tokens longer than max_model_len or than the whole KV pool, bad sampling
-  // values, duplicate id.
+  // values, duplicate id. ResourceExhausted when max_waiting requests are already waiting.
   // FailedPrecondition after Shutdown.
   absl::Status Submit(EngineRequest request, std::shared_ptr<RequestSink> sink);
   // Ends the request with kAbort within one step. Unknown or finished ids are ignored.
   void Abort(const std::string& request_id);
   // Stops accepting, aborts everything live, joins the loop. Idempotent.
   void Shutdown();
+
+  // Thread-safe; cheap (one lock).
+  EngineLoads GetLoads() const;
 
   const ModelInfo& model_info() const;
   // Null when the model has no tokenizer files (a bare safetensors directory).

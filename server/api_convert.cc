@@ -207,6 +207,27 @@ void ToProto(const ModelInfo& info, v1::ModelInfo* out) {
   out->set_hidden_size(info.hidden_size);
   out->mutable_stop_token_ids()->Add(info.stop_ids.begin(), info.stop_ids.end());
   out->set_kernels(info.kernels);
+  out->set_max_num_seqs(info.max_num_seqs);
+  out->set_max_batched_tokens(info.max_batched_tokens);
+  out->set_kv_block_size(info.kv_block_size);
+  out->set_kv_num_blocks(info.kv_num_blocks);
+  out->set_kv_bytes_per_token(info.kv_bytes_per_token);
+  out->set_prefix_caching(info.prefix_caching);
+  out->set_tensor_parallel_size(1);
+  out->set_expert_parallel_size(1);
+  out->set_bos_token_id(-1);
+}
+
+void ToProto(const EngineLoads& loads, v1::Loads* out) {
+  out->set_num_running(loads.num_running);
+  out->set_num_waiting(loads.num_waiting);
+  out->set_kv_cache_usage(loads.kv_usage);
+  out->set_prefix_cache_hit_rate(loads.prefix_query_tokens > 0
+                                     ? static_cast<double>(loads.prefix_hit_tokens) /
+                                           static_cast<double>(loads.prefix_query_tokens)
+                                     : 0.0);
+  out->set_num_preemptions(loads.num_preemptions);
+  out->set_num_steps(loads.num_steps);
 }
 
 std::string NewRequestId() {

@@ -54,6 +54,7 @@ void ToProto(const Usage& usage, v1::Usage* out);
 void ToProto(const std::vector<int32_t>& token_ids, const std::vector<TokenLogprob>& logprobs,
              google::protobuf::RepeatedPtrField<v1::TokenLogprob>* out);
 void ToProto(const ModelInfo& info, v1::ModelInfo* out);
+void ToProto(const EngineLoads& loads, v1::Loads* out);
 
 // A fresh request id for requests that bring none ("kv-" + 16 hex digits, unique per process).
 std::string NewRequestId();

@@ -19,6 +19,9 @@ const FlagSpec kEngineFlags[] = {
      "prefill tokens per step of one prompt while others wait (default: max-batched-tokens/4)"},
     {"max-long-partial-prefills", true, "N",
      "prompts longer than long-prefill-chunk prefilling at once (default 1)"},
+    {"max-waiting", true, "N",
+     "requests waiting to be scheduled before new ones get RESOURCE_EXHAUSTED; 0 = no limit "
+     "(default 1024)"},
 };
 
 }  // namespace
@@ -39,9 +42,10 @@ absl::Status ReadEngineFlags(const ParsedArgs& args, EngineOptions* o) {
   auto block_size = args.GetInt("block-size", o->block_size, 1, 1 << 16);
   auto chunk = args.GetInt("long-prefill-chunk", o->long_prefill_chunk, 0, kMax32);
   auto partial = args.GetInt("max-long-partial-prefills", o->max_long_partial_prefills, 1, kMax32);
-  for (const absl::Status& s :
-       {threads.status(), max_num_seqs.status(), max_batched.status(), max_model_len.status(),
-        kv_bytes.status(), block_size.status(), chunk.status(), partial.status()}) {
+  auto max_waiting = args.GetInt("max-waiting", o->max_waiting, 0, kMax32);
+  for (const absl::Status& s : {threads.status(), max_num_seqs.status(), max_batched.status(),
+                                max_model_len.status(), kv_bytes.status(), block_size.status(),
+                                chunk.status(), partial.status(), max_waiting.status()}) {
     if (!s.ok()) return s;
   }
   o->num_threads = static_cast<int>(*threads);
@@ -52,6 +56,7 @@ absl::Status ReadEngineFlags(const ParsedArgs& args, EngineOptions* o) {
   o->block_size = static_cast<int32_t>(*block_size);
   o->long_prefill_chunk = static_cast<int32_t>(*chunk);
   o->max_long_partial_prefills = static_cast<int32_t>(*partial);
+  o->max_waiting = static_cast<int32_t>(*max_waiting);
   if (args.Has("no-prefix-caching")) o->enable_prefix_caching = false;
   if (o->max_batched_tokens < o->max_num_seqs) {
     return absl::InvalidArgumentError(absl::StrCat("--max-batched-tokens (", o->max_batched_tokens,

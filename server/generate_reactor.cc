@@ -9,6 +9,7 @@
 #include "engine/request.h"
 #include "grpcpp/impl/codegen/proto_utils.h"  // grpc::SerializationTraits for messages
 #include "server/api_convert.h"
+#include "server/complete_reactor.h"
 #include "server/status_map.h"
 
 namespace kvasir::server {
@@ -155,8 +156,6 @@ class GenerateReactor::Sink final : public RequestSink {
   const std::shared_ptr<State> state_;
 };
 
-namespace {
-
 std::string RequestIdFor(const grpc::CallbackServerContext& context,
                          const v1::GenerateRequest& request) {
   if (request.has_request_id() && !request.request_id().empty()) return request.request_id();
@@ -167,8 +166,6 @@ std::string RequestIdFor(const grpc::CallbackServerContext& context,
   }
   return NewRequestId();
 }
-
-}  // namespace
 
 GenerateReactor::GenerateReactor(Engine* engine, grpc::CallbackServerContext* context,
                                  const v1::GenerateRequest& request)
@@ -183,6 +180,7 @@ GenerateReactor::GenerateReactor(Engine* engine, grpc::CallbackServerContext* co
     status = engine_->Submit(*std::move(engine_request), std::make_shared<Sink>(this, state_));
   }
   if (!status.ok()) {
+    AddRetryHint(status, context);
     // The engine took nothing: no sink call will come. Finish now (gRPC queues it until bound).
     {
       std::lock_guard<std::mutex> lock(state_->mu);

@@ -30,6 +30,10 @@
 
 namespace kvasir::server {
 
+// The request id: the request's field, else the `x-request-id` metadata, else a new one.
+std::string RequestIdFor(const grpc::CallbackServerContext& context,
+                         const v1::GenerateRequest& request);
+
 // Writes each v1::GenerateResponse serialized (the service registers Generate raw, see
 // kvasir_service.h).
 class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {

@@ -1,13 +1,16 @@
 #include "server/kvasir_service.h"
 
+#include <algorithm>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "engine/tokenizer/tokenizer.h"
 #include "grpcpp/impl/codegen/proto_utils.h"  // grpc::SerializationTraits for messages
 #include "server/api_convert.h"
+#include "server/complete_reactor.h"
 #include "server/generate_reactor.h"
 #include "server/status_map.h"
 
@@ -44,6 +47,10 @@ class RefusedWriteReactor final : public grpc::ServerWriteReactor<grpc::ByteBuff
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* KvasirService::Generate(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
+  if (draining_.load()) {
+    return new RefusedWriteReactor(
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
+  }
   v1::GenerateRequest parsed;
   const absl::Status status = ParseRequest(*request, &parsed);
   if (!status.ok()) return new RefusedWriteReactor(ToGrpcStatus(status));  // deletes itself
@@ -74,11 +81,87 @@ grpc::ServerUnaryReactor* KvasirService::Tokenize(grpc::CallbackServerContext* c
   return reactor;
 }
 
+grpc::ServerUnaryReactor* KvasirService::Complete(grpc::CallbackServerContext* context,
+                                                  const grpc::ByteBuffer* request,
+                                                  grpc::ByteBuffer* response) {
+  v1::GenerateRequest parsed;
+  if (draining_.load()) {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
+    return reactor;
+  }
+  if (absl::Status status = ParseRequest(*request, &parsed); !status.ok()) {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(ToGrpcStatus(status));
+    return reactor;
+  }
+  return new CompleteReactor(engine_, context, parsed, response);  // deletes itself in OnDone
+}
+
+grpc::ServerUnaryReactor* KvasirService::Abort(grpc::CallbackServerContext* context,
+                                               const grpc::ByteBuffer* request,
+                                               grpc::ByteBuffer* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  v1::AbortRequest parsed;
+  if (absl::Status status = ParseRequest(*request, &parsed); !status.ok()) {
+    reactor->Finish(ToGrpcStatus(status));
+    return reactor;
+  }
+  for (const std::string& id : parsed.request_ids()) engine_->Abort(id);  // only enqueues
+  bool own_buffer = false;
+  reactor->Finish(grpc::SerializationTraits<v1::AbortResponse>::Serialize(v1::AbortResponse(),
+                                                                          response, &own_buffer));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KvasirService::Detokenize(grpc::CallbackServerContext* context,
+                                                    const v1::DetokenizeRequest* request,
+                                                    v1::DetokenizeResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const Tokenizer* tokenizer = engine_->tokenizer();
+  if (tokenizer == nullptr) {
+    reactor->Finish(
+        grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "the model has no tokenizer"));
+    return reactor;
+  }
+  const int64_t vocab = engine_->model_info().vocab_size;
+  for (int32_t id : request->token_ids()) {
+    if (id < 0 || id >= vocab || id >= tokenizer->vocab_size()) {
+      reactor->Finish(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                       absl::StrCat("token_ids: id ", id, " is outside the vocabulary [0, ",
+                                    std::min<int64_t>(vocab, tokenizer->vocab_size()), ")")));
+      return reactor;
+    }
+  }
+  const bool skip = request->has_skip_special_tokens() ? request->skip_special_tokens() : true;
+  response->set_text(tokenizer->Decode(request->token_ids(), skip));
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KvasirService::GetLoads(grpc::CallbackServerContext* context,
+                                                  const v1::GetLoadsRequest* request,
+                                                  v1::Loads* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  ToProto(engine_->GetLoads(), response);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* KvasirService::GetModelInfo(grpc::CallbackServerContext* context,
                                                       const v1::GetModelInfoRequest* request,
                                                       v1::ModelInfo* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   ToProto(engine_->model_info(), response);
+  if (const Tokenizer* tok = engine_->tokenizer()) {
+    if (tok->bos_id().has_value()) {
+      response->set_bos_token_id(*tok->bos_id());
+      response->set_bos_token(std::string(tok->TokenText(*tok->bos_id())));
+    }
+    if (tok->eos_id().has_value())
+      response->set_eos_token(std::string(tok->TokenText(*tok->eos_id())));
+  }
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

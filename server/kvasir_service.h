@@ -10,6 +10,8 @@
 #ifndef KVASIR_SERVER_KVASIR_SERVICE_H_
 #define KVASIR_SERVER_KVASIR_SERVICE_H_
 
+#include <atomic>
+
 #include "engine/engine.h"
 #include "grpcpp/grpcpp.h"
 #include "kvasir/v1/kvasir.grpc.pb.h"
@@ -17,13 +19,17 @@
 namespace kvasir::server {
 
 using KvasirServiceBase =
-    v1::Kvasir::WithRawCallbackMethod_Generate<v1::Kvasir::WithRawCallbackMethod_Tokenize<
-        v1::Kvasir::WithCallbackMethod_GetModelInfo<v1::Kvasir::Service>>>;
+    v1::Kvasir::WithRawCallbackMethod_Generate<v1::Kvasir::WithRawCallbackMethod_Complete<
+        v1::Kvasir::WithRawCallbackMethod_Abort<v1::Kvasir::WithRawCallbackMethod_Tokenize<
+            v1::Kvasir::WithCallbackMethod_Detokenize<v1::Kvasir::WithCallbackMethod_GetLoads<
+                v1::Kvasir::WithCallbackMethod_GetModelInfo<v1::Kvasir::Service>>>>>>>;
 
 class KvasirService final : public KvasirServiceBase {
  public:
   // `engine` is not owned and must outlive every call (shut the server down first).
   explicit KvasirService(Engine* engine) : engine_(engine) {}
+  // From now on Generate and Complete answer UNAVAILABLE (the server is shutting down).
+  void SetDraining() { draining_.store(true); }
   KvasirService(const KvasirService&) = delete;
   KvasirService& operator=(const KvasirService&) = delete;
 
@@ -34,12 +40,27 @@ class KvasirService final : public KvasirServiceBase {
   grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
                                      const grpc::ByteBuffer* request,
                                      grpc::ByteBuffer* response) override;
+  // Request: a serialized v1::GenerateRequest; response a serialized v1::GenerateResponse.
+  grpc::ServerUnaryReactor* Complete(grpc::CallbackServerContext* context,
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override;
+  // Request: a serialized v1::AbortRequest; response a serialized v1::AbortResponse.
+  grpc::ServerUnaryReactor* Abort(grpc::CallbackServerContext* context,
+                                  const grpc::ByteBuffer* request,
+                                  grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* Detokenize(grpc::CallbackServerContext* context,
+                                       const v1::DetokenizeRequest* request,
+                                       v1::DetokenizeResponse* response) override;
+  grpc::ServerUnaryReactor* GetLoads(grpc::CallbackServerContext* context,
+                                     const v1::GetLoadsRequest* request,
+                                     v1::Loads* response) override;
   grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
                                          const v1::GetModelInfoRequest* request,
                                          v1::ModelInfo* response) override;
 
  private:
   Engine* const engine_;
+  std::atomic<bool> draining_{false};
 };
 
 }  // namespace kvasir::server

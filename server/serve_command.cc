@@ -25,10 +25,22 @@ const FlagSpec kServeFlags[] = {
     {"model", true, "PATH", "GGUF file or model directory (default: the embedded SmolLM2)"},
     {"host", true, "HOST", "address to listen on (default 0.0.0.0)"},
     {"port", true, "PORT", "port to listen on; 0 picks a free one (default 50051)"},
+    {"drain-timeout-s", true, "S",
+     "on SIGTERM/SIGINT, how long in-flight requests may finish before they are cancelled "
+     "(default 30)"},
+    {"stall-timeout-s", true, "S",
+     "readiness turns NOT_SERVING when the engine makes no progress for this long (default 60)"},
+    {"max-message-bytes", true, "N", "largest gRPC message (default 16777216)"},
+    {"max-concurrent-streams", true, "N", "gRPC streams per connection (default 4096)"},
+    {"keepalive-time-ms", true, "MS", "ping idle connections this often (default 30000)"},
+    {"keepalive-timeout-ms", true, "MS", "drop them when a ping is unanswered (default 10000)"},
+    {"max-connection-age-ms", true, "MS",
+     "close connections after this age so clients re-balance behind a Service; 0 = never "
+     "(default 0)"},
 };
 
-// How long live calls may run on after SIGINT/SIGTERM before they are cancelled.
-constexpr absl::Duration kShutdownGrace = absl::Seconds(5);
+// After the drain, how long calls still live may run before they are cancelled.
+constexpr absl::Duration kShutdownGrace = absl::Seconds(2);
 
 }  // namespace
 
@@ -59,7 +71,20 @@ int RunServe(absl::Span<const char* const> args) {
   EngineOptions engine_options;
   GrpcServerOptions server_options;
   auto port = parsed->GetInt("port", 50051, 0, 65535);
-  for (const absl::Status& s : {port.status(), ReadEngineFlags(*parsed, &engine_options)}) {
+  auto drain = parsed->GetInt("drain-timeout-s", 30, 0, 86400);
+  auto stall = parsed->GetInt("stall-timeout-s", 60, 1, 86400);
+  auto max_message =
+      parsed->GetInt("max-message-bytes", server_options.max_message_bytes, 1024, INT32_MAX);
+  auto streams =
+      parsed->GetInt("max-concurrent-streams", server_options.max_concurrent_streams, 1, INT32_MAX);
+  auto ka_time =
+      parsed->GetInt("keepalive-time-ms", server_options.keepalive_time_ms, 1000, INT32_MAX);
+  auto ka_timeout =
+      parsed->GetInt("keepalive-timeout-ms", server_options.keepalive_timeout_ms, 100, INT32_MAX);
+  auto age = parsed->GetInt("max-connection-age-ms", 0, 0, INT32_MAX);
+  for (const absl::Status& s : {port.status(), drain.status(), stall.status(), max_message.status(),
+                                streams.status(), ka_time.status(), ka_timeout.status(),
+                                age.status(), ReadEngineFlags(*parsed, &engine_options)}) {
     if (!s.ok()) {
       std::fprintf(stderr, "kvasir serve: %s\n", std::string(s.message()).c_str());
       return kExitUsage;
@@ -67,6 +92,12 @@ int RunServe(absl::Span<const char* const> args) {
   }
   server_options.host = parsed->GetString("host", server_options.host);
   server_options.port = static_cast<int>(*port);
+  server_options.max_message_bytes = static_cast<int>(*max_message);
+  server_options.max_concurrent_streams = static_cast<int>(*streams);
+  server_options.keepalive_time_ms = static_cast<int>(*ka_time);
+  server_options.keepalive_timeout_ms = static_cast<int>(*ka_timeout);
+  server_options.max_connection_age_ms = static_cast<int>(*age);
+  server_options.stall_timeout = absl::Seconds(*stall);
   engine_options.model_path = parsed->GetString("model", "");
   if (engine_options.model_path.empty()) {
     engine_options.model_path = DefaultModelPath();
@@ -114,9 +145,11 @@ int RunServe(absl::Span<const char* const> args) {
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);
-  std::fprintf(stderr, "kvasir: %s received, shutting down\n",
-               signal_number == SIGINT ? "SIGINT" : "SIGTERM");
-  (*server)->Shutdown(kShutdownGrace);  // calls first: cancelled calls abort their requests
+  std::fprintf(stderr, "kvasir: %s received, draining (up to %lld s)\n",
+               signal_number == SIGINT ? "SIGINT" : "SIGTERM", static_cast<long long>(*drain));
+  std::fflush(stderr);
+  (*server)->Drain(absl::Seconds(*drain));  // readiness off, new calls UNAVAILABLE, live go on
+  (*server)->Shutdown(kShutdownGrace);      // calls first: cancelled calls abort their requests
   (*engine)->Shutdown();
   server->reset();
   engine->reset();

@@ -100,7 +100,11 @@ def test_reflection_lists_the_service(channel):
                     methods = {m.name: (m.input_type, m.output_type) for m in service.method}
     assert methods == {
         "Generate": (".kvasir.v1.GenerateRequest", ".kvasir.v1.GenerateResponse"),
+        "Complete": (".kvasir.v1.GenerateRequest", ".kvasir.v1.GenerateResponse"),
+        "Abort": (".kvasir.v1.AbortRequest", ".kvasir.v1.AbortResponse"),
         "Tokenize": (".kvasir.v1.TokenizeRequest", ".kvasir.v1.TokenizeResponse"),
+        "Detokenize": (".kvasir.v1.DetokenizeRequest", ".kvasir.v1.DetokenizeResponse"),
+        "GetLoads": (".kvasir.v1.GetLoadsRequest", ".kvasir.v1.Loads"),
         "GetModelInfo": (".kvasir.v1.GetModelInfoRequest", ".kvasir.v1.ModelInfo"),
     }
 

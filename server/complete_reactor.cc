@@ -1,0 +1,118 @@
+#include "server/complete_reactor.h"
+
+#include <mutex>
+#include <utility>
+
+#include "grpcpp/impl/codegen/proto_utils.h"  // grpc::SerializationTraits for messages
+#include "server/api_convert.h"
+#include "server/generate_reactor.h"
+#include "server/status_map.h"
+
+namespace kvasir::server {
+
+namespace {
+
+// How long a client refused with RESOURCE_EXHAUSTED should wait before retrying: about the time
+// a queue of short requests takes to drain a little on a small machine.
+constexpr char kRetryAfterMs[] = "500";
+
+}  // namespace
+
+void AddRetryHint(const absl::Status& status, grpc::CallbackServerContext* context) {
+  if (status.code() == absl::StatusCode::kResourceExhausted) {
+    context->AddTrailingMetadata("retry-after-ms", kRetryAfterMs);
+  }
+}
+
+struct CompleteReactor::State {
+  std::mutex mu;
+  bool final_received = false;  // guarded by mu
+  bool cancelled = false;       // guarded by mu
+  RequestOutput all;            // guarded by mu: accumulated
+  grpc::ByteBuffer* response = nullptr;
+  std::string request_id;
+};
+
+class CompleteReactor::Sink final : public RequestSink {
+ public:
+  Sink(CompleteReactor* reactor, std::shared_ptr<State> state)
+      : reactor_(reactor), state_(std::move(state)) {}
+
+  void OnOutput(RequestOutput out) override {
+    grpc::Status status;
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      RequestOutput& all = state_->all;
+      all.token_ids.insert(all.token_ids.end(), out.token_ids.begin(), out.token_ids.end());
+      all.logprobs.insert(all.logprobs.end(), std::make_move_iterator(out.logprobs.begin()),
+                          std::make_move_iterator(out.logprobs.end()));
+      all.text += out.text;
+      all.usage = out.usage;
+      if (out.finish_reason == FinishReason::kNone) return;
+      state_->final_received = true;
+      if (out.finish_reason == FinishReason::kError) {
+        status = ToGrpcStatus(out.error.ok() ? absl::InternalError("engine error") : out.error);
+      } else if (state_->cancelled) {
+        status = grpc::Status(grpc::StatusCode::CANCELLED, "request cancelled");
+      } else {
+        v1::GenerateResponse reply;
+        reply.set_request_id(state_->request_id);
+        v1::Complete* c = reply.mutable_complete();
+        c->set_finish_reason(ToProto(out.finish_reason));
+        c->set_text(std::move(all.text));
+        c->mutable_token_ids()->Add(all.token_ids.begin(), all.token_ids.end());
+        ToProto(all.token_ids, all.logprobs, c->mutable_logprobs());
+        ToProto(all.usage, c->mutable_usage());
+        if (!out.stop_string.empty()) {
+          c->set_stop_string(out.stop_string);
+        } else if (out.stop_token >= 0) {
+          c->set_stop_token_id(out.stop_token);
+        }
+        bool own = false;
+        status = grpc::SerializationTraits<v1::GenerateResponse>::Serialize(reply, state_->response,
+                                                                            &own);
+      }
+    }
+    reactor_->Finish(status);  // the last touch of the reactor
+  }
+
+ private:
+  CompleteReactor* const reactor_;
+  const std::shared_ptr<State> state_;
+};
+
+CompleteReactor::CompleteReactor(Engine* engine, grpc::CallbackServerContext* context,
+                                 const v1::GenerateRequest& request, grpc::ByteBuffer* response)
+    : engine_(engine),
+      request_id_(RequestIdFor(*context, request)),
+      state_(std::make_shared<State>()) {
+  state_->response = response;
+  state_->request_id = request_id_;
+  absl::StatusOr<EngineRequest> engine_request =
+      ToEngineRequest(request, request_id_, engine_->tokenizer());
+  absl::Status status = engine_request.status();
+  if (status.ok()) {
+    status = engine_->Submit(*std::move(engine_request), std::make_shared<Sink>(this, state_));
+  }
+  if (!status.ok()) {
+    {
+      // Nothing reached the engine: a later cancel must not abort a request of the same id.
+      std::lock_guard<std::mutex> lock(state_->mu);
+      state_->final_received = true;
+    }
+    AddRetryHint(status, context);
+    Finish(ToGrpcStatus(status));
+  }
+}
+
+void CompleteReactor::OnCancel() {
+  bool abort;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->cancelled = true;
+    abort = !state_->final_received;
+  }
+  if (abort) engine_->Abort(request_id_);
+}
+
+}  // namespace kvasir::server

@@ -83,8 +83,9 @@ struct Live {
   std::unique_ptr<IncrementalDetokenizer> detokenizer;  // null without a tokenizer
   std::unique_ptr<StopStringMatcher> stop_strings;      // null without stop strings
   uint64_t seed = 0;
-  std::vector<int32_t>
-      stop_ids;  // every id that ends it: the model's (unless ignore_eos) + its own
+  // Every id that ends it: the model's (unless ignore_eos) and its own.
+  std::vector<int32_t> stop_ids;
+  Timings timings;
   // Penalty history, kept only when a penalty needs it.
   absl::flat_hash_set<int32_t> prompt_tokens;
   absl::flat_hash_map<int32_t, int32_t> output_counts;
@@ -447,6 +448,7 @@ void Engine::Impl::Admit(std::vector<Pending>& pending) {
     if (p.request.sampling.repetition_penalty != 1.0f) {
       live.prompt_tokens.insert(p.request.prompt_ids.begin(), p.request.prompt_ids.end());
     }
+    live.timings.arrival_ns = p.arrival_ns;
     live.request = std::move(p.request);
     uid_by_id_[live.request.id] = uid;
     live_.emplace(uid, std::move(live));
@@ -465,6 +467,7 @@ void Engine::Impl::Step() {
   }
   for (uint64_t uid : report.first_scheduled) {
     Emit(RequestEventKind::kScheduled, *scheduler_->Find(uid), start_ns);
+    live_.at(uid).timings.scheduled_ns = start_ns;
   }
   StepEvent step_event;
   step_event.step = step_;
@@ -515,6 +518,7 @@ void Engine::Impl::Step() {
     }
     Emit(seq->num_generated() == 1 ? RequestEventKind::kFirstToken : RequestEventKind::kToken, *seq,
          end_ns);
+    if (seq->num_generated() == 1) live.timings.first_token_ns = end_ns;
     RequestOutput out;
     out.token_ids.push_back(token);
     if (req.logprobs.has_value()) {
@@ -587,6 +591,8 @@ void Engine::Impl::Finish(uint64_t uid, FinishReason reason, RequestOutput out) 
     out.text += tail;
   }
   out.finish_reason = reason;
+  out.timings = live.timings;
+  out.timings.finished_ns = NowNs();
   scheduler_->Remove(uid);
   std::shared_ptr<RequestSink> sink = std::move(live.sink);
   const std::string id = live.request.id;

@@ -52,6 +52,14 @@ struct EngineRequest {
 enum class FinishReason { kNone, kStop, kLength, kAbort, kError };
 const char* FinishReasonName(FinishReason r);
 
+// Steady-clock nanoseconds of a request's milestones (0 = not reached), on its final output.
+struct Timings {
+  int64_t arrival_ns = 0;      // Submit accepted it
+  int64_t scheduled_ns = 0;    // first in a step (the queue time ends)
+  int64_t first_token_ns = 0;  // first generated token sampled
+  int64_t finished_ns = 0;     // final output produced
+};
+
 struct Usage {
   int32_t prompt_tokens = 0;
   int32_t completion_tokens = 0;
@@ -74,6 +82,7 @@ struct RequestOutput {
   int32_t stop_token = -1;  // kStop by a stop token: which one
   absl::Status error;       // the reason for kError
   Usage usage;              // cumulative
+  Timings timings;          // on the final output
 };
 
 // Receives a request's outputs. Called on the engine thread, in order: an implementation must

@@ -127,8 +127,11 @@ absl::StatusOr<EngineRequest> ToEngineRequest(const v1::GenerateRequest& request
       }
       out.prompt_ids.assign(request.token_ids().ids().begin(), request.token_ids().ids().end());
       break;
+    case v1::GenerateRequest::kMessages:
+      return absl::UnimplementedError(
+          "messages: chat templates are not supported yet; send text or token_ids");
     case v1::GenerateRequest::INPUT_NOT_SET:
-      return absl::InvalidArgumentError("input: set one of text or token_ids");
+      return absl::InvalidArgumentError("input: set one of text, token_ids or messages");
   }
   out.max_tokens = request.has_max_tokens() ? request.max_tokens() : kDefaultMaxTokens;
   if (request.has_temperature()) out.sampling.temperature = request.temperature();
@@ -188,6 +191,13 @@ void ToProto(const std::vector<int32_t>& token_ids, const std::vector<TokenLogpr
       alt->set_logprob(logprob);
     }
   }
+}
+
+void ToProto(const Timings& t, v1::Timings* out) {
+  auto since_arrival = [&](int64_t ns) { return ns > 0 ? (ns - t.arrival_ns) * 1e-9 : 0.0; };
+  out->set_queued_s(since_arrival(t.scheduled_ns));
+  out->set_first_token_s(since_arrival(t.first_token_ns));
+  out->set_finished_s(since_arrival(t.finished_ns));
 }
 
 void ToProto(const Usage& usage, v1::Usage* out) {

@@ -50,6 +50,7 @@ absl::StatusOr<EngineRequest> ToEngineRequest(const v1::GenerateRequest& request
 
 v1::FinishReason ToProto(FinishReason reason);
 void ToProto(const Usage& usage, v1::Usage* out);
+void ToProto(const Timings& timings, v1::Timings* out);
 // One TokenLogprob per token id (logprobs is empty when the request did not ask for them).
 void ToProto(const std::vector<int32_t>& token_ids, const std::vector<TokenLogprob>& logprobs,
              google::protobuf::RepeatedPtrField<v1::TokenLogprob>* out);

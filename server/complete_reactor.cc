@@ -63,6 +63,7 @@ class CompleteReactor::Sink final : public RequestSink {
         c->mutable_token_ids()->Add(all.token_ids.begin(), all.token_ids.end());
         ToProto(all.token_ids, all.logprobs, c->mutable_logprobs());
         ToProto(all.usage, c->mutable_usage());
+        ToProto(out.timings, c->mutable_timings());
         if (!out.stop_string.empty()) {
           c->set_stop_string(out.stop_string);
         } else if (out.stop_token >= 0) {

@@ -106,6 +106,7 @@ GenerateReactor::Action GenerateReactor::State::NextLocked() {
     complete->mutable_token_ids()->Add(out.token_ids.begin(), out.token_ids.end());
     ToProto(out.token_ids, out.logprobs, complete->mutable_logprobs());
     ToProto(out.usage, complete->mutable_usage());
+    ToProto(out.timings, complete->mutable_timings());
     if (!out.stop_string.empty()) {
       complete->set_stop_string(std::move(out.stop_string));
     } else if (out.stop_token >= 0) {

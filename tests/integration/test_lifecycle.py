@@ -168,3 +168,20 @@ def test_sigterm_drains_in_flight_streams_then_exits_zero(kvasir_bin, model_path
         assert len(ids) == 200
         assert srv.proc.wait(timeout=60) == 0
         assert "draining" in srv.log()
+
+
+def test_final_message_carries_timings(stub, stubs):
+    pb2, _ = stubs
+    _, complete, _ = generate(stub, pb2, text=STORY, max_tokens=4, ignore_eos=True)
+    t = complete.timings
+    assert 0.0 <= t.queued_s <= t.first_token_s <= t.finished_s
+    assert t.first_token_s > 0.0
+
+
+def test_chat_messages_input_is_unimplemented_for_now(stub, stubs):
+    pb2, _ = stubs
+    messages = pb2.ChatMessages(messages=[pb2.ChatMessage(role="user", content="Hi")])
+    with pytest.raises(grpc.RpcError) as err:
+        generate(stub, pb2, messages=messages, max_tokens=4)
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "messages" in err.value.details()

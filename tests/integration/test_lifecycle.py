@@ -94,23 +94,29 @@ def test_model_info_describes_the_kv_cache_and_limits(stub, stubs):
 
 def test_abort_rpc_ends_a_live_stream_and_frees_its_blocks(stub, stubs):
     pb2, _ = stubs
-    result = {}
+    responses = []
+    first_chunk = threading.Event()
 
     def long_stream():
-        result["out"] = generate(stub, pb2, request_id="to-abort", text=STORY, max_tokens=4000,
-                                 ignore_eos=True, timeout=300)
+        for r in stub.Generate(pb2.GenerateRequest(request_id="to-abort", text=STORY,
+                                                   max_tokens=4000, ignore_eos=True),
+                               timeout=300):
+            responses.append(r)
+            first_chunk.set()
 
     t = threading.Thread(target=long_stream)
     t.start()
-    assert wait_until(lambda: stub.GetLoads(pb2.GetLoadsRequest()).num_running >= 1)
+    assert first_chunk.wait(timeout=120)
     loads = stub.GetLoads(pb2.GetLoadsRequest())
-    assert loads.kv_cache_usage > 0.0 and loads.num_steps > 0
+    assert loads.num_running >= 1 and loads.kv_cache_usage > 0.0 and loads.num_steps > 0
     stub.Abort(pb2.AbortRequest(request_ids=["to-abort", "no-such-request"]))
     t.join(timeout=60)
     assert not t.is_alive()
-    chunks, complete, _ = result["out"]
+    complete = responses[-1].complete
+    assert responses[-1].WhichOneof("response") == "complete"
     assert complete.finish_reason == pb2.FINISH_REASON_ABORT
     assert 0 < complete.usage.completion_tokens < 4000
+    # Its blocks are freed within a step: once nothing runs, the KV cache is empty.
     assert wait_until(lambda: stub.GetLoads(pb2.GetLoadsRequest()).num_running == 0)
     assert stub.GetLoads(pb2.GetLoadsRequest()).kv_cache_usage == 0.0
 

@@ -19,6 +19,8 @@ int RunServe(absl::Span<const char* const> args);
 int RunGenerate(absl::Span<const char* const> args);
 // kvasir tokenize: token ids of a text.
 int RunTokenize(absl::Span<const char* const> args);
+// kvasir bench: load generator against a running server (TTFT, inter-token latency, ...).
+int RunBench(absl::Span<const char* const> args);
 
 // ${KVASIR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kvasir}/models/SmolLM2-135M-Instruct.Q4_1.gguf
 std::string DefaultModelPath();

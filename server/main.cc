@@ -1,4 +1,4 @@
-// kvasir: the command-line entry point (serve | generate | tokenize).
+// kvasir: the command-line entry point (serve | generate | tokenize | bench).
 #include <cstdio>
 #include <string_view>
 
@@ -14,6 +14,7 @@ constexpr char kUsage[] =
     "  serve      serve a model over gRPC (kvasir.v1.Kvasir, health, reflection)\n"
     "  generate   generate text offline with the engine in-process\n"
     "  tokenize   print the token ids of a text\n"
+    "  bench      load-test a running server (latency, TTFT, inter-token latency)\n"
     "\n"
     "Run 'kvasir <command> --help' for the flags of a command.\n";
 
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
   if (command == "serve") return kvasir::server::RunServe(args);
   if (command == "generate") return kvasir::server::RunGenerate(args);
   if (command == "tokenize") return kvasir::server::RunTokenize(args);
+  if (command == "bench") return kvasir::server::RunBench(args);
   std::fprintf(stderr, "kvasir: unknown command '%s'\n\n%s", argv[1], kUsage);
   return kExitUsage;
 }

@@ -191,3 +191,24 @@ def test_chat_messages_input_is_unimplemented_for_now(stub, stubs):
         generate(stub, pb2, messages=messages, max_tokens=4)
     assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert "messages" in err.value.details()
+
+
+@pytest.mark.parametrize("mode", [[], ["--unary"], ["--rate", "20", "--channels", "2"]])
+def test_load_tool_reports_what_it_measured(server, kvasir_bin, mode):
+    result = subprocess.run([str(kvasir_bin), "bench", "--target", server.address, "--requests",
+                             "6", "--concurrency", "3", "--prompt-tokens", "16", "--max-tokens",
+                             "5", "--json", "-", *mode], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    import json
+    report = json.loads(result.stdout)
+    assert report["count"] == 6
+    assert report["status_codes"] == {"OK": 6}
+    assert report["output_tokens"] == 30
+    assert report["latency_s"]["count"] == 6
+    lat = report["latency_s"]
+    assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+    assert report["ttft_s"]["count"] == 6
+    if "--unary" not in mode:
+        assert report["itl_s"]["count"] == 6 * 4  # 4 gaps between 5 tokens per stream
+        assert report["ttft_s"]["max"] <= lat["max"]

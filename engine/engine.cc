@@ -93,6 +93,9 @@ struct Live {
 
 constexpr size_t kMaxStopStrings = 64;
 constexpr size_t kMaxStopStringBytes = 1024;
+// Matching costs O(total stop bytes) per token; keep a hostile request from taxing every step.
+constexpr size_t kMaxTotalStopBytes = 4096;
+constexpr size_t kMaxStopTokenIds = 128;
 constexpr int32_t kMaxLogprobs = 20;
 
 }  // namespace
@@ -253,6 +256,10 @@ absl::Status Engine::Impl::Validate(const EngineRequest& r) const {
   if (s.top_k < 0) {
     return absl::InvalidArgumentError(absl::StrCat("top_k must be >= 0, got ", s.top_k));
   }
+  if (r.stop_token_ids.size() > kMaxStopTokenIds) {
+    return absl::InvalidArgumentError(absl::StrCat("stop_token_ids: at most ", kMaxStopTokenIds,
+                                                   " ids, got ", r.stop_token_ids.size()));
+  }
   for (int32_t id : r.stop_token_ids) {
     if (id < 0 || id >= info.vocab_size) {
       return absl::InvalidArgumentError(
@@ -299,6 +306,12 @@ absl::Status Engine::Impl::Validate(const EngineRequest& r) const {
     return absl::InvalidArgumentError(
         absl::StrCat("stop: at most ", kMaxStopStrings, " strings, got ", r.stop.size()));
   }
+  size_t total_stop_bytes = 0;
+  for (const std::string& stop : r.stop) total_stop_bytes += stop.size();
+  if (total_stop_bytes > kMaxTotalStopBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("stop: at most ", kMaxTotalStopBytes,
+                                                   " bytes in all, got ", total_stop_bytes));
+  }
   for (const std::string& stop : r.stop) {
     if (stop.empty() || stop.size() > kMaxStopStringBytes) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -328,6 +341,8 @@ absl::Status Engine::Impl::Submit(EngineRequest request, std::shared_ptr<Request
     if (!request.sampling.seed.has_value()) {
       request.sampling.seed = (uint64_t{entropy_()} << 32) | entropy_();
     }
+    // Leaving idle: the watchdog must measure progress from now, not from the last step.
+    if (inbox_.empty() && loads_.num_running + loads_.num_waiting == 0) busy_since_ns_ = NowNs();
     inbox_.push_back({std::move(request), std::move(sink), NowNs()});
   }
   wake_.notify_one();
@@ -445,6 +460,9 @@ void Engine::Impl::Admit(std::vector<Pending>& pending) {
     if (!p.request.ignore_eos) live.stop_ids.assign(stop_ids_.begin(), stop_ids_.end());
     live.stop_ids.insert(live.stop_ids.end(), p.request.stop_token_ids.begin(),
                          p.request.stop_token_ids.end());
+    std::sort(live.stop_ids.begin(), live.stop_ids.end());
+    live.stop_ids.erase(std::unique(live.stop_ids.begin(), live.stop_ids.end()),
+                        live.stop_ids.end());
     if (p.request.sampling.repetition_penalty != 1.0f) {
       live.prompt_tokens.insert(p.request.prompt_ids.begin(), p.request.prompt_ids.end());
     }
@@ -483,6 +501,9 @@ void Engine::Impl::Step() {
   scheduler_->CommitStep(batch);
   ++step_;
   const int64_t end_ns = NowNs();
+  // Published before the step's outputs go out, so that a client who has seen an output (and
+  // sends its next request) sees this step's queue, not the previous one's.
+  PublishLoads();
   // Reported before the step's outputs go out, so whoever has seen an output can see its step.
   if (observer_) {
     step_event.end_ns = end_ns;
@@ -525,8 +546,7 @@ void Engine::Impl::Step() {
       TokenLogprobs lp = Sampler::Logprobs(raw, vocab, token, *req.logprobs);
       out.logprobs.push_back({lp.logprob, std::move(lp.top)});
     }
-    const bool stop_token =
-        std::find(live.stop_ids.begin(), live.stop_ids.end(), token) != live.stop_ids.end();
+    const bool stop_token = std::binary_search(live.stop_ids.begin(), live.stop_ids.end(), token);
     if (live.detokenizer) out.text = live.detokenizer->Push(token);
     if (live.stop_strings) {
       std::optional<std::string> matched;
@@ -580,11 +600,11 @@ void Engine::Impl::Finish(uint64_t uid, FinishReason reason, RequestOutput out) 
     if (live.stop_strings) {
       std::optional<std::string> matched;
       tail = live.stop_strings->Push(tail, &matched);
-      if (matched.has_value()) {
+      if (matched.has_value() && reason != FinishReason::kAbort) {
         out.stop_string = *std::move(matched);
         reason = FinishReason::kStop;
         out.stop_token = -1;
-      } else {
+      } else if (!matched.has_value()) {
         tail += live.stop_strings->Flush();
       }
     }

@@ -20,10 +20,12 @@ namespace kvasir {
 class Tokenizer;
 
 struct EngineOptions {
-  std::string model_path;             // GGUF file, or a directory (config.json + *.safetensors)
-  int num_threads = 0;                // CPU compute threads; 0 = all cores
-  int32_t max_num_seqs = 64;          // running sequences per step
-  int32_t max_batched_tokens = 2048;  // tokens computed per step (prefill chunks + decodes)
+  std::string model_path;     // GGUF file, or a directory (config.json + *.safetensors)
+  int num_threads = 0;        // CPU compute threads; 0 = all cores
+  int32_t max_num_seqs = 64;  // running sequences per step
+  // Tokens computed per step (prefill chunks + decodes). It bounds how long decodes wait while
+  // prompts are prefilled: 512 tokens is about a second on 2 CPU cores.
+  int32_t max_batched_tokens = 512;
   int32_t block_size = 16;            // tokens per KV block
   int64_t kv_cache_bytes = 0;         // KV pool size; 0 = enough for max_num_seqs full contexts,
                                       // capped at 2 GiB

@@ -141,6 +141,25 @@ TokenLogprobs Sampler::Logprobs(const float* logits, int64_t vocab, int32_t chos
   for (int64_t i = 0; i < vocab; ++i) {
     if (!std::isnan(logits[i])) max_l = std::max(max_l, logits[i]);
   }
+  if (!std::isfinite(max_l)) {
+    // +inf (or only -inf/NaN) leaves no proper distribution: the +inf tokens (or, when there is
+    // none, all tokens) share the mass evenly.
+    auto in_support = [&](int64_t i) { return max_l > 0 ? logits[i] == max_l : true; };
+    int64_t n = 0;
+    for (int64_t i = 0; i < vocab; ++i) n += in_support(i) ? 1 : 0;
+    const float even = -std::log(static_cast<float>(std::max<int64_t>(n, 1)));
+    auto lp = [&](int64_t i) {
+      return in_support(i) ? even : -std::numeric_limits<float>::infinity();
+    };
+    TokenLogprobs out;
+    out.logprob = lp(chosen);
+    std::vector<std::pair<float, int32_t>> all(vocab);
+    for (int64_t i = 0; i < vocab; ++i) all[i] = {lp(i), static_cast<int32_t>(i)};
+    const int64_t k = std::min<int64_t>(std::max(top_n, 0), vocab);
+    std::partial_sort(all.begin(), all.begin() + k, all.end(), Greater);
+    for (int64_t i = 0; i < k; ++i) out.top.emplace_back(all[i].second, all[i].first);
+    return out;
+  }
   double sum = 0.0;
   for (int64_t i = 0; i < vocab; ++i) {
     if (!std::isnan(logits[i])) sum += std::exp(static_cast<double>(logits[i]) - max_l);

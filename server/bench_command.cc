@@ -53,7 +53,6 @@ const FlagSpec kBenchFlags[] = {
 
 struct Prompt {
   std::string text;
-  std::vector<int32_t> ids;
   int32_t max_tokens = 0;
 };
 
@@ -84,17 +83,25 @@ class StreamCall final : public grpc::ClientReadReactor<v1::GenerateResponse> {
 
 class LoadRun {
  public:
+  // Prompts from a file (cycled), or, when prompts is empty, synthetic ones of
+  // synthetic_tokens random ids generating synthetic_max_tokens each.
   LoadRun(std::vector<std::unique_ptr<v1::Kvasir::Stub>> stubs, std::vector<Prompt> prompts,
-          int concurrency, double rate, int64_t max_requests, double duration_s, bool unary,
-          uint64_t seed)
+          int32_t synthetic_tokens, int32_t synthetic_max_tokens, int concurrency, double rate,
+          int64_t max_requests, double duration_s, bool unary, uint64_t seed)
       : stubs_(std::move(stubs)),
         prompts_(std::move(prompts)),
+        synthetic_tokens_(prompts_.empty() ? synthetic_tokens : 0),
+        synthetic_max_tokens_(synthetic_max_tokens),
+        seed_(seed),
         concurrency_(concurrency),
         rate_(rate),
         max_requests_(max_requests),
         duration_s_(duration_s),
         unary_(unary),
         rng_(seed) {}
+
+  // Synthetic ids are drawn from [1, vocab).
+  void set_vocab(int64_t vocab) { synthetic_vocab_ = std::max<int64_t>(vocab, 2); }
 
   std::vector<CallRecord> Run() {
     begin_ = Clock::now();
@@ -154,14 +161,19 @@ class LoadRun {
   }
 
   v1::GenerateRequest NextRequestLocked() {
-    const Prompt& p = prompts_[started_ % prompts_.size()];
     v1::GenerateRequest r;
-    if (!p.ids.empty()) {
-      r.mutable_token_ids()->mutable_ids()->Add(p.ids.begin(), p.ids.end());
+    if (synthetic_tokens_ > 0) {
+      // A fresh random prompt per request: no request hits another's prefix in the cache.
+      std::mt19937_64 g(seed_ * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(started_));
+      for (int32_t t = 0; t < synthetic_tokens_; ++t) {
+        r.mutable_token_ids()->add_ids(static_cast<int32_t>(1 + g() % (synthetic_vocab_ - 1)));
+      }
+      r.set_max_tokens(synthetic_max_tokens_);
     } else {
+      const Prompt& p = prompts_[started_ % prompts_.size()];
       r.set_text(p.text);
+      r.set_max_tokens(p.max_tokens);
     }
-    r.set_max_tokens(p.max_tokens);
     r.set_ignore_eos(true);
     return r;
   }
@@ -210,6 +222,10 @@ class LoadRun {
 
   std::vector<std::unique_ptr<v1::Kvasir::Stub>> stubs_;
   std::vector<Prompt> prompts_;
+  const int32_t synthetic_tokens_;
+  int64_t synthetic_vocab_ = 2;
+  const int32_t synthetic_max_tokens_;
+  const uint64_t seed_;
   const int concurrency_;
   const double rate_;
   const int64_t max_requests_;
@@ -374,16 +390,8 @@ int RunBench(absl::Span<const char* const> argv) {
       std::fprintf(stderr, "kvasir bench: %s holds no prompts\n", path.c_str());
       return kExitFailure;
     }
-  } else {
-    // Synthetic: distinct random ids (no prefix sharing) in a range every model's vocab has.
-    std::mt19937_64 rng(*seed);
-    for (int i = 0; i < 64; ++i) {
-      Prompt p;
-      for (int64_t t = 0; t < *prompt_tokens; ++t) p.ids.push_back(100 + rng() % 20000);
-      p.max_tokens = static_cast<int32_t>(*max_tokens);
-      prompts.push_back(std::move(p));
-    }
   }
+  // Synthetic prompts (no --prompts): random ids in a range every model's vocab has.
 
   std::vector<std::unique_ptr<v1::Kvasir::Stub>> stubs;
   for (int64_t c = 0; c < *channels; ++c) {
@@ -394,8 +402,22 @@ int RunBench(absl::Span<const char* const> argv) {
         grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), ch_args)));
   }
   const bool unary = args->Has("unary");
-  LoadRun run(std::move(stubs), std::move(prompts), static_cast<int>(*concurrency), *rate,
-              *requests, *duration, unary, static_cast<uint64_t>(*seed));
+  // The server's vocabulary bounds the synthetic token ids.
+  v1::ModelInfo info;
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    const grpc::Status s = stubs[0]->GetModelInfo(&ctx, v1::GetModelInfoRequest(), &info);
+    if (!s.ok()) {
+      std::fprintf(stderr, "kvasir bench: GetModelInfo on %s failed: %s\n", target.c_str(),
+                   s.error_message().c_str());
+      return kExitFailure;
+    }
+  }
+  LoadRun run(std::move(stubs), std::move(prompts), static_cast<int32_t>(*prompt_tokens),
+              static_cast<int32_t>(*max_tokens), static_cast<int>(*concurrency), *rate, *requests,
+              *duration, unary, static_cast<uint64_t>(*seed));
+  run.set_vocab(std::min<int64_t>(info.vocab_size(), 32000));
   const std::vector<CallRecord> records = run.Run();
   const double wall = run.wall_seconds();
 
@@ -435,9 +457,10 @@ int RunBench(absl::Span<const char* const> argv) {
   report["status_codes"] = codes;
 
   const std::string json_path = args->GetString("json", "");
+  const int exit_code = codes.size() == 1 && codes.count("OK") == 1 ? kExitOk : kExitFailure;
   if (json_path == "-") {
     std::printf("%s\n", report.dump(2).c_str());
-    return kExitOk;
+    return exit_code;
   }
   std::printf(
       "Summary (%s on %s, %lld channel%s, %s):\n", report["call"].get<std::string>().c_str(),
@@ -466,7 +489,7 @@ int RunBench(absl::Span<const char* const> argv) {
       return kExitFailure;
     }
   }
-  return codes.size() == 1 && codes.count("OK") == 1 ? kExitOk : kExitFailure;
+  return exit_code;
 }
 
 }  // namespace kvasir::server

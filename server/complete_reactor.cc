@@ -83,8 +83,10 @@ class CompleteReactor::Sink final : public RequestSink {
 };
 
 CompleteReactor::CompleteReactor(Engine* engine, grpc::CallbackServerContext* context,
-                                 const v1::GenerateRequest& request, grpc::ByteBuffer* response)
-    : engine_(engine),
+                                 const v1::GenerateRequest& request, grpc::ByteBuffer* response,
+                                 LiveCallCount live_calls)
+    : live_call_(std::move(live_calls)),
+      engine_(engine),
       request_id_(RequestIdFor(*context, request)),
       state_(std::make_shared<State>()) {
   state_->response = response;

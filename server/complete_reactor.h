@@ -15,6 +15,7 @@
 #include "engine/engine.h"
 #include "grpcpp/grpcpp.h"
 #include "kvasir/v1/kvasir.pb.h"
+#include "server/live_call.h"
 
 namespace kvasir::server {
 
@@ -22,7 +23,8 @@ class CompleteReactor final : public grpc::ServerUnaryReactor {
  public:
   // `response` is gRPC's buffer for the serialized v1::GenerateResponse (raw method).
   CompleteReactor(Engine* engine, grpc::CallbackServerContext* context,
-                  const v1::GenerateRequest& request, grpc::ByteBuffer* response);
+                  const v1::GenerateRequest& request, grpc::ByteBuffer* response,
+                  LiveCallCount live_calls = nullptr);
   CompleteReactor(const CompleteReactor&) = delete;
   CompleteReactor& operator=(const CompleteReactor&) = delete;
 
@@ -35,6 +37,7 @@ class CompleteReactor final : public grpc::ServerUnaryReactor {
   class Sink;
   ~CompleteReactor() override = default;
 
+  LiveCall live_call_;
   Engine* const engine_;
   const std::string request_id_;
   const std::shared_ptr<State> state_;

@@ -9,7 +9,7 @@ const FlagSpec kEngineFlags[] = {
     {"threads", true, "N", "CPU compute threads (default: all cores)"},
     {"max-num-seqs", true, "N", "running sequences per step (default 64)"},
     {"max-batched-tokens", true, "N",
-     "tokens computed per step, prefill chunks + decodes; >= max-num-seqs (default 2048)"},
+     "tokens computed per step, prefill chunks + decodes; >= max-num-seqs (default 512)"},
     {"max-model-len", true, "N", "context limit (default: the model's, capped at 8192)"},
     {"kv-cache-bytes", true, "BYTES",
      "KV cache pool, e.g. 512M or 2G (default: max-num-seqs full contexts, at most 2G)"},

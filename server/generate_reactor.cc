@@ -169,8 +169,9 @@ std::string RequestIdFor(const grpc::CallbackServerContext& context,
 }
 
 GenerateReactor::GenerateReactor(Engine* engine, grpc::CallbackServerContext* context,
-                                 const v1::GenerateRequest& request)
-    : engine_(engine),
+                                 const v1::GenerateRequest& request, LiveCallCount live_calls)
+    : live_call_(std::move(live_calls)),
+      engine_(engine),
       request_id_(RequestIdFor(*context, request)),
       state_(std::make_shared<State>()) {
   state_->request_id = request_id_;

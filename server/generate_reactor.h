@@ -27,6 +27,7 @@
 #include "engine/engine.h"
 #include "grpcpp/grpcpp.h"
 #include "kvasir/v1/kvasir.pb.h"
+#include "server/live_call.h"
 
 namespace kvasir::server {
 
@@ -41,7 +42,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
   // Validates and submits `request`; on error finishes the call at once with the mapped status.
   // `engine` must outlive the gRPC server (the server is shut down before the engine).
   GenerateReactor(Engine* engine, grpc::CallbackServerContext* context,
-                  const v1::GenerateRequest& request);
+                  const v1::GenerateRequest& request, LiveCallCount live_calls = nullptr);
   GenerateReactor(const GenerateReactor&) = delete;
   GenerateReactor& operator=(const GenerateReactor&) = delete;
 
@@ -61,6 +62,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
   // Carries out `action` (a write or the finish). Called without the State mutex held.
   void Act(const Action& action);
 
+  LiveCall live_call_;
   Engine* const engine_;
   std::string request_id_;
   std::shared_ptr<State> state_;

@@ -98,8 +98,9 @@ void GrpcServer::Drain(absl::Duration timeout) {
   service_->SetDraining();
   const absl::Time end = absl::Now() + timeout;
   while (absl::Now() < end) {
+    // Done when the engine has nothing and every stream has been written out to its client.
     const EngineLoads loads = engine_->GetLoads();
-    if (loads.num_running + loads.num_waiting == 0) break;
+    if (loads.num_running + loads.num_waiting == 0 && service_->live_calls() == 0) break;
     absl::SleepFor(absl::Milliseconds(20));
   }
 }

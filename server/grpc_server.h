@@ -48,7 +48,7 @@ class GrpcServer {
 
   // Graceful drain: readiness NOT_SERVING at once and new Generate/Complete calls UNAVAILABLE,
   // while health checks and live calls go on; returns when no request is running or waiting in
-  // the engine, or after `timeout`. Then call Shutdown.
+  // the engine and every Generate/Complete call is done, or after `timeout`. Then call Shutdown.
   void Drain(absl::Duration timeout);
   // Marks health NOT_SERVING, stops accepting calls, lets live calls finish until `deadline`
   // from now, then cancels the rest (their engine requests are aborted) and waits for them.

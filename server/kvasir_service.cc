@@ -54,7 +54,7 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* KvasirService::Generate(
   v1::GenerateRequest parsed;
   const absl::Status status = ParseRequest(*request, &parsed);
   if (!status.ok()) return new RefusedWriteReactor(ToGrpcStatus(status));  // deletes itself
-  return new GenerateReactor(engine_, context, parsed);  // deletes itself in OnDone
+  return new GenerateReactor(engine_, context, parsed, live_calls_);  // deletes itself in OnDone
 }
 
 grpc::ServerUnaryReactor* KvasirService::Tokenize(grpc::CallbackServerContext* context,
@@ -95,7 +95,8 @@ grpc::ServerUnaryReactor* KvasirService::Complete(grpc::CallbackServerContext* c
     reactor->Finish(ToGrpcStatus(status));
     return reactor;
   }
-  return new CompleteReactor(engine_, context, parsed, response);  // deletes itself in OnDone
+  return new CompleteReactor(engine_, context, parsed, response,
+                             live_calls_);  // deletes itself in OnDone
 }
 
 grpc::ServerUnaryReactor* KvasirService::Abort(grpc::CallbackServerContext* context,

@@ -11,10 +11,12 @@
 #define KVASIR_SERVER_KVASIR_SERVICE_H_
 
 #include <atomic>
+#include <memory>
 
 #include "engine/engine.h"
 #include "grpcpp/grpcpp.h"
 #include "kvasir/v1/kvasir.grpc.pb.h"
+#include "server/live_call.h"
 
 namespace kvasir::server {
 
@@ -30,6 +32,8 @@ class KvasirService final : public KvasirServiceBase {
   explicit KvasirService(Engine* engine) : engine_(engine) {}
   // From now on Generate and Complete answer UNAVAILABLE (the server is shutting down).
   void SetDraining() { draining_.store(true); }
+  // Generate/Complete calls not yet done (their last message may still be unsent).
+  int live_calls() const { return live_calls_->load(); }
   KvasirService(const KvasirService&) = delete;
   KvasirService& operator=(const KvasirService&) = delete;
 
@@ -61,6 +65,7 @@ class KvasirService final : public KvasirServiceBase {
  private:
   Engine* const engine_;
   std::atomic<bool> draining_{false};
+  const LiveCallCount live_calls_ = std::make_shared<std::atomic<int>>(0);
 };
 
 }  // namespace kvasir::server

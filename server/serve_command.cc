@@ -27,7 +27,7 @@ const FlagSpec kServeFlags[] = {
     {"port", true, "PORT", "port to listen on; 0 picks a free one (default 50051)"},
     {"drain-timeout-s", true, "S",
      "on SIGTERM/SIGINT, how long in-flight requests may finish before they are cancelled "
-     "(default 30)"},
+     "(default 25: with the 2 s grace, inside Kubernetes' default 30 s termination period)"},
     {"stall-timeout-s", true, "S",
      "readiness turns NOT_SERVING when the engine makes no progress for this long (default 60)"},
     {"max-message-bytes", true, "N", "largest gRPC message (default 16777216)"},
@@ -71,7 +71,7 @@ int RunServe(absl::Span<const char* const> args) {
   EngineOptions engine_options;
   GrpcServerOptions server_options;
   auto port = parsed->GetInt("port", 50051, 0, 65535);
-  auto drain = parsed->GetInt("drain-timeout-s", 30, 0, 86400);
+  auto drain = parsed->GetInt("drain-timeout-s", 25, 0, 86400);
   auto stall = parsed->GetInt("stall-timeout-s", 60, 1, 86400);
   auto max_message =
       parsed->GetInt("max-message-bytes", server_options.max_message_bytes, 1024, INT32_MAX);

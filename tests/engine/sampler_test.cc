@@ -175,5 +175,16 @@ TEST(SamplerTest, LogprobsAreTheFullSoftmaxOfTheRawLogits) {
   EXPECT_NEAR(lp.top[2].second, 1.0 - std::log(z), 1e-6);
 }
 
+TEST(SamplerTest, LogprobsStayFiniteWhenALogitIsInfinite) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<float> logits = {1.0f, inf, 0.0f, inf};
+  const TokenLogprobs lp = Sampler::Logprobs(logits.data(), 4, 1, 2);
+  EXPECT_FLOAT_EQ(lp.logprob, -std::log(2.0f));  // the two +inf tokens share the mass
+  ASSERT_EQ(lp.top.size(), 2u);
+  EXPECT_EQ(lp.top[0].first, 1);
+  EXPECT_EQ(lp.top[1].first, 3);
+  EXPECT_EQ(Sampler::Logprobs(logits.data(), 4, 0, 0).logprob, -inf);
+}
+
 }  // namespace
 }  // namespace kvasir

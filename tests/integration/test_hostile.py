@@ -21,6 +21,8 @@ def hostile_requests(pb2, vocab, max_len):
         (dict(text="hi", max_tokens=10**9), "max_tokens"),
         (dict(text="hi", max_tokens=-3), "max_tokens"),
         (dict(text="hi", max_tokens=4, stop=["x" * (1 << 20)]), "stop"),
+        (dict(text="hi", max_tokens=4, stop=["y" * 1000 + str(i) for i in range(5)]), "stop"),
+        (dict(text="hi", max_tokens=4, stop_token_ids=[1] * 129), "stop_token_ids"),
         (dict(token_ids=pb2.TokenIds(ids=[1, vocab + 5]), max_tokens=4), str(vocab + 5)),
         (dict(token_ids=pb2.TokenIds(ids=[-7]), max_tokens=4), "-7"),
         (dict(token_ids=pb2.TokenIds(ids=[1] * (max_len + 1)), max_tokens=1), "context length"),

@@ -288,8 +288,7 @@ TEST(EngineTest, PenaltiesAndBiasChangeGreedyOutputAndAreValidated) {
        "logit_bias"},
       {[](EngineRequest& r) { r.min_tokens = 7; }, "min_tokens"},
       {[](EngineRequest& r) { r.logprobs = 21; }, "logprobs"},
-      {[](EngineRequest& r) { r.stop_token_ids = std::vector<int32_t>(129, 1); },
-       "stop_token_ids"},
+      {[](EngineRequest& r) { r.stop_token_ids = std::vector<int32_t>(129, 1); }, "stop_token_ids"},
       {[](EngineRequest& r) { r.stop = {"x"}; }, "tokenizer"},  // the tiny model has none
   };
   for (const Bad& b : bad) {

@@ -12,40 +12,14 @@
 #include <string>
 #include <vector>
 
+#include "bench/timing_sink.h"
 #include "engine/engine.h"
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-// Records when each output arrives.
-class TimingSink : public kvasir::RequestSink {
- public:
-  void OnOutput(kvasir::RequestOutput out) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (size_t i = 0; i < out.token_ids.size(); ++i) times_.push_back(Clock::now());
-    if (out.finish_reason != kvasir::FinishReason::kNone) {
-      done_ = true;
-      cv_.notify_all();
-    }
-  }
-  std::vector<Clock::time_point> Wait() {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return done_; });
-    return times_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<Clock::time_point> times_;
-  bool done_ = false;
-};
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+using kvasir::bench::Clock;
+using kvasir::bench::Median;
+using kvasir::bench::TimingSink;
 
 }  // namespace
 

@@ -200,6 +200,20 @@ void ToProto(const Timings& t, v1::Timings* out) {
   out->set_finished_s(since_arrival(t.finished_ns));
 }
 
+void ToProtoComplete(RequestOutput out, v1::Complete* complete) {
+  complete->set_finish_reason(ToProto(out.finish_reason));
+  complete->set_text(std::move(out.text));
+  complete->mutable_token_ids()->Add(out.token_ids.begin(), out.token_ids.end());
+  ToProto(out.token_ids, out.logprobs, complete->mutable_logprobs());
+  ToProto(out.usage, complete->mutable_usage());
+  ToProto(out.timings, complete->mutable_timings());
+  if (!out.stop_string.empty()) {
+    complete->set_stop_string(std::move(out.stop_string));
+  } else if (out.stop_token >= 0) {
+    complete->set_stop_token_id(out.stop_token);
+  }
+}
+
 void ToProto(const Usage& usage, v1::Usage* out) {
   out->set_prompt_tokens(usage.prompt_tokens);
   out->set_completion_tokens(usage.completion_tokens);

@@ -48,6 +48,10 @@ class CompleteReactor::Sink final : public RequestSink {
                           std::make_move_iterator(out.logprobs.end()));
       all.text += out.text;
       all.usage = out.usage;
+      all.timings = out.timings;
+      all.finish_reason = out.finish_reason;
+      all.stop_string = std::move(out.stop_string);
+      all.stop_token = out.stop_token;
       if (out.finish_reason == FinishReason::kNone) return;
       state_->final_received = true;
       if (out.finish_reason == FinishReason::kError) {
@@ -57,18 +61,7 @@ class CompleteReactor::Sink final : public RequestSink {
       } else {
         v1::GenerateResponse reply;
         reply.set_request_id(state_->request_id);
-        v1::Complete* c = reply.mutable_complete();
-        c->set_finish_reason(ToProto(out.finish_reason));
-        c->set_text(std::move(all.text));
-        c->mutable_token_ids()->Add(all.token_ids.begin(), all.token_ids.end());
-        ToProto(all.token_ids, all.logprobs, c->mutable_logprobs());
-        ToProto(all.usage, c->mutable_usage());
-        ToProto(out.timings, c->mutable_timings());
-        if (!out.stop_string.empty()) {
-          c->set_stop_string(out.stop_string);
-        } else if (out.stop_token >= 0) {
-          c->set_stop_token_id(out.stop_token);
-        }
+        ToProtoComplete(std::move(all), reply.mutable_complete());
         bool own = false;
         status = grpc::SerializationTraits<v1::GenerateResponse>::Serialize(reply, state_->response,
                                                                             &own);

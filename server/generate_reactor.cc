@@ -100,18 +100,7 @@ GenerateReactor::Action GenerateReactor::State::NextLocked() {
     }
     response.Clear();
     response.set_request_id(request_id);
-    v1::Complete* complete = response.mutable_complete();
-    complete->set_finish_reason(ToProto(out.finish_reason));
-    complete->set_text(std::move(out.text));
-    complete->mutable_token_ids()->Add(out.token_ids.begin(), out.token_ids.end());
-    ToProto(out.token_ids, out.logprobs, complete->mutable_logprobs());
-    ToProto(out.usage, complete->mutable_usage());
-    ToProto(out.timings, complete->mutable_timings());
-    if (!out.stop_string.empty()) {
-      complete->set_stop_string(std::move(out.stop_string));
-    } else if (out.stop_token >= 0) {
-      complete->set_stop_token_id(out.stop_token);
-    }
+    ToProtoComplete(std::move(out), response.mutable_complete());
     if (!SerializeLocked()) {  // the engine is done with this request: end the call now
       finish_called = true;
       action.kind = Action::kFinish;

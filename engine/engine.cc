@@ -548,7 +548,9 @@ void Engine::Impl::Step() {
     }
     const bool stop_token = std::binary_search(live.stop_ids.begin(), live.stop_ids.end(), token);
     if (live.detokenizer) out.text = live.detokenizer->Push(token);
-    if (live.stop_strings) {
+    // Like stop tokens, stop strings cannot end a request before min_tokens tokens (a stop string
+    // completed by an earlier token is not looked for again).
+    if (live.stop_strings && step >= req.min_tokens) {
       std::optional<std::string> matched;
       out.text = live.stop_strings->Push(out.text, &matched);
       if (matched.has_value()) {

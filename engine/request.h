@@ -33,7 +33,7 @@ struct EngineRequest {
   std::string id;                   // unique among live requests; Submit rejects a duplicate
   std::vector<int32_t> prompt_ids;  // already tokenized (special tokens included as wanted)
   int32_t max_tokens = 16;          // >= 1; prompt + max_tokens must fit the context
-  int32_t min_tokens = 0;           // stop tokens cannot be sampled before this many tokens
+  int32_t min_tokens = 0;  // no stop token is sampled, no stop string ends it, before this many
   SamplingParams sampling;
   bool ignore_eos = false;              // true: the model's stop tokens do not end the request
   std::vector<int32_t> stop_token_ids;  // extra ids that end the request

@@ -138,6 +138,16 @@ TEST_F(SmolLM2Test, StopStringAcrossTokensEndsTheTextBeforeIt) {
     EXPECT_EQ(out.token_ids, std::vector<int32_t>(full.token_ids.begin(),
                                                   full.token_ids.begin() + out.token_ids.size()));
   }
+  // With min_tokens past where it occurs, the stop string does not end the request.
+  EngineRequest late = r;
+  late.id = "stop-after-min";
+  late.stop = {stop};
+  late.min_tokens = 20;
+  auto late_sink = std::make_shared<CollectingSink>();
+  ASSERT_TRUE((*engine)->Submit(late, late_sink).ok());
+  const RequestOutput late_out = late_sink->Wait();
+  EXPECT_EQ(late_out.finish_reason, FinishReason::kLength);
+  EXPECT_EQ(late_out.text, full.text);
 }
 
 }  // namespace

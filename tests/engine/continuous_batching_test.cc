@@ -13,7 +13,7 @@
 
 #include "engine/engine.h"
 #include "gtest/gtest.h"
-#include "tests/engine/test_util.h"
+#include "tests/engine/engine_fixtures.h"
 
 namespace kvasir {
 namespace {
@@ -73,15 +73,6 @@ class RecordingObserver : public EngineObserver {
   std::vector<Req> reqs_;
   std::vector<StepEvent> steps_;
 };
-
-EngineRequest Request(const std::string& id, std::vector<int32_t> prompt, int32_t max_tokens) {
-  EngineRequest r;
-  r.id = id;
-  r.prompt_ids = std::move(prompt);
-  r.max_tokens = max_tokens;
-  r.ignore_eos = true;
-  return r;
-}
 
 std::unique_ptr<Engine> MakeEngine(EngineOptions o) {
   o.num_threads = 2;
@@ -159,7 +150,7 @@ TEST_P(ContinuousBatchingTest, SixtyFourConcurrentRequestsMatchEachRequestAlone)
     const std::vector<int32_t> suffix = random_tokens(1 + rng() % 40);
     prompt.insert(prompt.end(), suffix.begin(), suffix.end());
     longest = std::max<int32_t>(longest, prompt.size());
-    reqs.push_back(Request("r" + std::to_string(i), prompt, 1 + rng() % 12));
+    reqs.push_back(testing::GreedyRequest("r" + std::to_string(i), prompt, 1 + rng() % 12));
   }
 
   auto observer = std::make_shared<RecordingObserver>();
@@ -231,12 +222,12 @@ TEST_P(ContinuousBatchingTest, SharedThousandTokenPrefixIsServedFromTheCache) {
   p2.insert(p2.end(), {21, 22, 23, 24, 25});
 
   auto first = std::make_shared<CollectingSink>();
-  ASSERT_TRUE(e->Submit(Request("first", p1, 4), first).ok());
+  ASSERT_TRUE(e->Submit(testing::GreedyRequest("first", p1, 4), first).ok());
   EXPECT_EQ(first->Wait().usage.cached_prompt_tokens, 0);
   const int64_t computed_before = observer->last_counters().computed_tokens;
 
   auto second = std::make_shared<CollectingSink>();
-  ASSERT_TRUE(e->Submit(Request("second", p2, 4), second).ok());
+  ASSERT_TRUE(e->Submit(testing::GreedyRequest("second", p2, 4), second).ok());
   const RequestOutput out = second->Wait();
   // 1000 / 16 = 62 full blocks: 992 tokens cached, 13 of 1005 prompt tokens computed, plus the
   // 3 decode steps after the first token.
@@ -250,7 +241,7 @@ TEST_P(ContinuousBatchingTest, SharedThousandTokenPrefixIsServedFromTheCache) {
   auto uncached = MakeEngine(off);
   ASSERT_NE(uncached, nullptr);
   auto ref = std::make_shared<CollectingSink>();
-  ASSERT_TRUE(uncached->Submit(Request("second", p2, 4), ref).ok());
+  ASSERT_TRUE(uncached->Submit(testing::GreedyRequest("second", p2, 4), ref).ok());
   const RequestOutput want = ref->Wait();
   EXPECT_EQ(out.token_ids, want.token_ids);
   EXPECT_EQ(want.usage.cached_prompt_tokens, 0);
@@ -277,7 +268,7 @@ TEST(ContinuousBatchingHeadOfLineTest, ShortRequestsGetFirstTokensWhileAnEightKP
   std::vector<int32_t> long_prompt(8192);
   for (auto& t : long_prompt) t = 1 + rng() % 383;
   auto long_sink = std::make_shared<CollectingSink>();
-  ASSERT_TRUE(e->Submit(Request("long", long_prompt, 4), long_sink).ok());
+  ASSERT_TRUE(e->Submit(testing::GreedyRequest("long", long_prompt, 4), long_sink).ok());
   observer->WaitFor("long", RequestEventKind::kScheduled);
 
   std::vector<std::shared_ptr<CollectingSink>> sinks;
@@ -285,7 +276,8 @@ TEST(ContinuousBatchingHeadOfLineTest, ShortRequestsGetFirstTokensWhileAnEightKP
     std::vector<int32_t> p(5 + 7 * i);
     for (auto& t : p) t = 1 + rng() % 383;
     sinks.push_back(std::make_shared<CollectingSink>());
-    ASSERT_TRUE(e->Submit(Request("short" + std::to_string(i), p, 2), sinks.back()).ok());
+    ASSERT_TRUE(
+        e->Submit(testing::GreedyRequest("short" + std::to_string(i), p, 2), sinks.back()).ok());
   }
   for (auto& s : sinks) EXPECT_EQ(s->Wait().token_ids.size(), 2u);
   e->Abort("long");

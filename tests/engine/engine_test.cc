@@ -10,7 +10,7 @@
 
 #include "engine/model_loader.h"
 #include "gtest/gtest.h"
-#include "tests/engine/test_util.h"
+#include "tests/engine/engine_fixtures.h"
 
 namespace kvasir {
 namespace {
@@ -30,15 +30,6 @@ std::unique_ptr<Engine> TinyEngine(int32_t max_batched_tokens = 64) {
   return e.ok() ? std::move(*e) : nullptr;
 }
 
-EngineRequest Request(const std::string& id, std::vector<int32_t> prompt, int32_t max_tokens) {
-  EngineRequest r;
-  r.id = id;
-  r.prompt_ids = std::move(prompt);
-  r.max_tokens = max_tokens;
-  r.ignore_eos = true;
-  return r;
-}
-
 RequestOutput RunAlone(Engine& e, EngineRequest r) {
   auto sink = std::make_shared<CollectingSink>();
   EXPECT_TRUE(e.Submit(std::move(r), sink).ok());
@@ -54,22 +45,22 @@ TEST(EngineTest, SubmitRejectsInvalidRequestsWithMessagesNamingTheField) {
     std::string needle;
   };
   std::vector<Bad> bad;
-  bad.push_back({Request("a", {}, 4), "prompt is empty"});
-  bad.push_back({Request("b", {1, 100000}, 4), "100000"});
-  bad.push_back({Request("c", {1, -3}, 4), "-3"});
-  bad.push_back({Request("d", {1, 2}, 0), "max_tokens"});
-  bad.push_back({Request("e", {1, 2}, 1000000000), "context length"});
-  bad.push_back({Request("f", std::vector<int32_t>(600, 5), 1), "context length"});
-  Bad nan_t{Request("g", {1, 2}, 4), "temperature"};
+  bad.push_back({testing::GreedyRequest("a", {}, 4), "prompt is empty"});
+  bad.push_back({testing::GreedyRequest("b", {1, 100000}, 4), "100000"});
+  bad.push_back({testing::GreedyRequest("c", {1, -3}, 4), "-3"});
+  bad.push_back({testing::GreedyRequest("d", {1, 2}, 0), "max_tokens"});
+  bad.push_back({testing::GreedyRequest("e", {1, 2}, 1000000000), "context length"});
+  bad.push_back({testing::GreedyRequest("f", std::vector<int32_t>(600, 5), 1), "context length"});
+  Bad nan_t{testing::GreedyRequest("g", {1, 2}, 4), "temperature"};
   nan_t.r.sampling.temperature = std::nanf("");
   bad.push_back(nan_t);
-  Bad neg_t{Request("h", {1, 2}, 4), "temperature"};
+  Bad neg_t{testing::GreedyRequest("h", {1, 2}, 4), "temperature"};
   neg_t.r.sampling.temperature = -1.0f;
   bad.push_back(neg_t);
-  Bad top_p{Request("i", {1, 2}, 4), "top_p"};
+  Bad top_p{testing::GreedyRequest("i", {1, 2}, 4), "top_p"};
   top_p.r.sampling.top_p = 0.0f;
   bad.push_back(top_p);
-  Bad top_k{Request("j", {1, 2}, 4), "top_k"};
+  Bad top_k{testing::GreedyRequest("j", {1, 2}, 4), "top_k"};
   top_k.r.sampling.top_k = -2;
   bad.push_back(top_k);
   for (Bad& b : bad) {
@@ -79,7 +70,7 @@ TEST(EngineTest, SubmitRejectsInvalidRequestsWithMessagesNamingTheField) {
   }
   EXPECT_EQ(sink->num_outputs(), 0);
   // The engine still serves.
-  RequestOutput ok = RunAlone(*e, Request("ok", {1, 2, 3}, 3));
+  RequestOutput ok = RunAlone(*e, testing::GreedyRequest("ok", {1, 2, 3}, 3));
   EXPECT_EQ(ok.token_ids.size(), 3u);
 }
 
@@ -97,7 +88,8 @@ TEST(EngineTest, RequestLargerThanTheWholeKvPoolIsRejectedAndOthersAreServed) {
   ASSERT_TRUE(e.ok()) << e.status();
   EXPECT_EQ((*e)->model_info().kv_num_blocks, 16);
   auto sink = std::make_shared<CollectingSink>();
-  absl::Status s = (*e)->Submit(Request("huge", std::vector<int32_t>(60, 5), 8), sink);
+  absl::Status s =
+      (*e)->Submit(testing::GreedyRequest("huge", std::vector<int32_t>(60, 5), 8), sink);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("can never fit the KV cache of 64 tokens"), std::string::npos) << s;
   // Three requests of 40 tokens each fit only one at a time: they queue (and preempt), all end.
@@ -105,7 +97,9 @@ TEST(EngineTest, RequestLargerThanTheWholeKvPoolIsRejectedAndOthersAreServed) {
   for (int i = 0; i < 3; ++i) {
     sinks.push_back(std::make_shared<CollectingSink>());
     std::vector<int32_t> prompt(30, 7 + i);
-    ASSERT_TRUE((*e)->Submit(Request("fits" + std::to_string(i), prompt, 10), sinks.back()).ok());
+    ASSERT_TRUE(
+        (*e)->Submit(testing::GreedyRequest("fits" + std::to_string(i), prompt, 10), sinks.back())
+            .ok());
   }
   for (auto& k : sinks) EXPECT_EQ(k->Wait().token_ids.size(), 10u);
 }
@@ -114,8 +108,9 @@ TEST(EngineTest, DuplicateLiveRequestIdIsRejected) {
   auto e = TinyEngine();
   ASSERT_NE(e, nullptr);
   auto sink = std::make_shared<CollectingSink>();
-  ASSERT_TRUE(e->Submit(Request("same", {1, 2}, 200), sink).ok());
-  absl::Status dup = e->Submit(Request("same", {1, 2}, 2), std::make_shared<CollectingSink>());
+  ASSERT_TRUE(e->Submit(testing::GreedyRequest("same", {1, 2}, 200), sink).ok());
+  absl::Status dup =
+      e->Submit(testing::GreedyRequest("same", {1, 2}, 2), std::make_shared<CollectingSink>());
   EXPECT_EQ(dup.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(dup.message().find("same"), std::string::npos);
   e->Abort("same");
@@ -126,7 +121,7 @@ TEST(EngineTest, AbortEndsTheRequestWithAbortAndUsage) {
   auto e = TinyEngine();
   ASSERT_NE(e, nullptr);
   auto sink = std::make_shared<CollectingSink>();
-  ASSERT_TRUE(e->Submit(Request("long", {1, 2, 3}, 400), sink).ok());
+  ASSERT_TRUE(e->Submit(testing::GreedyRequest("long", {1, 2, 3}, 400), sink).ok());
   e->Abort("long");
   RequestOutput out = sink->Wait();
   EXPECT_EQ(out.finish_reason, FinishReason::kAbort);
@@ -142,11 +137,13 @@ TEST(EngineTest, ShutdownGivesEveryLiveRequestAFinalOutput) {
   std::vector<std::shared_ptr<CollectingSink>> sinks;
   for (int i = 0; i < 5; ++i) {
     sinks.push_back(std::make_shared<CollectingSink>());
-    ASSERT_TRUE(e->Submit(Request("s" + std::to_string(i), {1, 2, 3}, 400), sinks.back()).ok());
+    ASSERT_TRUE(
+        e->Submit(testing::GreedyRequest("s" + std::to_string(i), {1, 2, 3}, 400), sinks.back())
+            .ok());
   }
   e->Shutdown();
   for (auto& s : sinks) EXPECT_EQ(s->Wait().finish_reason, FinishReason::kAbort);
-  EXPECT_EQ(e->Submit(Request("late", {1}, 1), sinks[0]).code(),
+  EXPECT_EQ(e->Submit(testing::GreedyRequest("late", {1}, 1), sinks[0]).code(),
             absl::StatusCode::kFailedPrecondition);
 }
 
@@ -162,7 +159,7 @@ TEST(EngineTest, GreedyOutputIsTheSameAloneAndInAMixedChunkedBatch) {
   for (int i = 0; i < 12; ++i) {
     std::vector<int32_t> prompt(1 + rng() % 40);
     for (auto& t : prompt) t = rng() % 384;
-    reqs.push_back(Request("m" + std::to_string(i), prompt, 1 + rng() % 20));
+    reqs.push_back(testing::GreedyRequest("m" + std::to_string(i), prompt, 1 + rng() % 20));
   }
   std::vector<std::shared_ptr<CollectingSink>> sinks;
   for (const auto& r : reqs) {
@@ -177,7 +174,7 @@ TEST(EngineTest, GreedyOutputIsTheSameAloneAndInAMixedChunkedBatch) {
 TEST(EngineTest, SeededSamplingIsReproducibleWhateverElseIsInTheBatch) {
   auto e = TinyEngine();
   ASSERT_NE(e, nullptr);
-  EngineRequest r = Request("seeded", {5, 6, 7}, 24);
+  EngineRequest r = testing::GreedyRequest("seeded", {5, 6, 7}, 24);
   r.sampling.temperature = 1.0f;
   r.sampling.top_p = 0.9f;
   r.sampling.seed = 1234;
@@ -185,7 +182,7 @@ TEST(EngineTest, SeededSamplingIsReproducibleWhateverElseIsInTheBatch) {
   // Again, with other requests around it.
   std::vector<std::shared_ptr<CollectingSink>> others;
   for (int i = 0; i < 4; ++i) {
-    EngineRequest o = Request("other" + std::to_string(i), {9, 8, 7, 6}, 30);
+    EngineRequest o = testing::GreedyRequest("other" + std::to_string(i), {9, 8, 7, 6}, 30);
     o.sampling.temperature = 0.8f;
     others.push_back(std::make_shared<CollectingSink>());
     ASSERT_TRUE(e->Submit(o, others.back()).ok());
@@ -202,10 +199,10 @@ TEST(EngineTest, MinTokensKeepsStopTokensAwayUntilReached) {
   auto e = TinyEngine();
   ASSERT_NE(e, nullptr);
   const std::vector<int32_t> prompt = {5, 6, 7, 8};
-  const RequestOutput greedy = RunAlone(*e, Request("g", prompt, 8));
+  const RequestOutput greedy = RunAlone(*e, testing::GreedyRequest("g", prompt, 8));
   ASSERT_EQ(greedy.token_ids.size(), 8u);
   // Make the third greedy token a stop token: without min_tokens it ends the request there.
-  EngineRequest r = Request("stop", prompt, 8);
+  EngineRequest r = testing::GreedyRequest("stop", prompt, 8);
   r.stop_token_ids = {greedy.token_ids[2]};
   const RequestOutput stopped = RunAlone(*e, r);
   EXPECT_EQ(stopped.finish_reason, FinishReason::kStop);
@@ -222,7 +219,7 @@ TEST(EngineTest, MinTokensKeepsStopTokensAwayUntilReached) {
 TEST(EngineTest, LogprobsMatchAFullSoftmaxAndGreedyPicksTheTopOne) {
   auto e = TinyEngine();
   ASSERT_NE(e, nullptr);
-  EngineRequest r = Request("lp", {3, 4, 5}, 6);
+  EngineRequest r = testing::GreedyRequest("lp", {3, 4, 5}, 6);
   r.logprobs = 5;
   const RequestOutput out = RunAlone(*e, r);
   ASSERT_EQ(out.logprobs.size(), out.token_ids.size());
@@ -253,7 +250,7 @@ TEST(EngineTest, PenaltiesAndBiasChangeGreedyOutputAndAreValidated) {
   auto count77 = [](const RequestOutput& o) {
     return std::count(o.token_ids.begin(), o.token_ids.end(), 77);
   };
-  EngineRequest pushed = Request("pushed", prompt, 6);
+  EngineRequest pushed = testing::GreedyRequest("pushed", prompt, 6);
   pushed.sampling.logit_bias = {{77, 12.0f}};
   ASSERT_EQ(count77(RunAlone(*e, pushed)), 6);
   EngineRequest freq = pushed;
@@ -292,7 +289,7 @@ TEST(EngineTest, PenaltiesAndBiasChangeGreedyOutputAndAreValidated) {
       {[](EngineRequest& r) { r.stop = {"x"}; }, "tokenizer"},  // the tiny model has none
   };
   for (const Bad& b : bad) {
-    EngineRequest r = Request("bad", prompt, 6);
+    EngineRequest r = testing::GreedyRequest("bad", prompt, 6);
     b.set(r);
     absl::Status s = e->Submit(r, sink);
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << b.needle;

@@ -8,7 +8,7 @@
 #include "engine/model_runner.h"
 #include "gtest/gtest.h"
 #include "scheduler/scheduler.h"
-#include "tests/engine/test_util.h"
+#include "tests/engine/engine_fixtures.h"
 
 namespace kvasir {
 namespace {

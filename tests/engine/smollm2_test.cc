@@ -9,7 +9,7 @@
 #include "engine/engine.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "gtest/gtest.h"
-#include "tests/engine/test_util.h"
+#include "tests/engine/engine_fixtures.h"
 
 namespace kvasir {
 namespace {

@@ -11,7 +11,7 @@
 #include "engine/tokenizer/utf8.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "tests/tokenizer/test_tokenizers.h"
+#include "tests/tokenizer/tokenizer_fixtures.h"
 
 namespace kvasir::testing {
 namespace {

@@ -13,7 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "tests/tokenizer/test_tokenizers.h"
+#include "tests/tokenizer/tokenizer_fixtures.h"
 
 namespace kvasir::testing {
 namespace {

@@ -1,4 +1,4 @@
-#include "tests/tokenizer/test_tokenizers.h"
+#include "tests/tokenizer/tokenizer_fixtures.h"
 
 #include <unistd.h>
 

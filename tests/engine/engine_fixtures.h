@@ -1,6 +1,6 @@
 // Helpers shared by the engine tests.
-#ifndef KVASIR_TESTS_ENGINE_TEST_UTIL_H_
-#define KVASIR_TESTS_ENGINE_TEST_UTIL_H_
+#ifndef KVASIR_TESTS_ENGINE_ENGINE_FIXTURES_H_
+#define KVASIR_TESTS_ENGINE_ENGINE_FIXTURES_H_
 
 #include <condition_variable>
 #include <mutex>
@@ -16,6 +16,9 @@ std::string FixturePath(const std::string& relative);
 nlohmann::json ReadJson(const std::string& path);
 // The default SmolLM2 GGUF (KVASIR_DEFAULT_MODEL or the setup script's cache); empty if absent.
 std::string DefaultModelPath();
+
+// A greedy request that ignores the model's stop tokens (so its length is max_tokens).
+EngineRequest GreedyRequest(const std::string& id, std::vector<int32_t> prompt, int32_t max_tokens);
 
 // Collects a request's outputs; Wait() blocks until the final one.
 class CollectingSink : public RequestSink {
@@ -35,4 +38,4 @@ class CollectingSink : public RequestSink {
 
 }  // namespace kvasir::testing
 
-#endif  // KVASIR_TESTS_ENGINE_TEST_UTIL_H_
+#endif  // KVASIR_TESTS_ENGINE_ENGINE_FIXTURES_H_

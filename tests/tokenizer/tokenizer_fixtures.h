@@ -1,7 +1,7 @@
 // Shared loaders for the tokenizer tests: the real tokenizers (loaded once per process) and a
 // tiny synthetic byte-level tokenizer.json.
-#ifndef KVASIR_TESTS_TOKENIZER_TEST_TOKENIZERS_H_
-#define KVASIR_TESTS_TOKENIZER_TEST_TOKENIZERS_H_
+#ifndef KVASIR_TESTS_TOKENIZER_TOKENIZER_FIXTURES_H_
+#define KVASIR_TESTS_TOKENIZER_TOKENIZER_FIXTURES_H_
 
 #include <string>
 #include <vector>
@@ -31,4 +31,4 @@ std::string WriteTemp(const nlohmann::json& j, const nlohmann::json& config = nu
 
 }  // namespace kvasir::testing
 
-#endif  // KVASIR_TESTS_TOKENIZER_TEST_TOKENIZERS_H_
+#endif  // KVASIR_TESTS_TOKENIZER_TOKENIZER_FIXTURES_H_

@@ -1,8 +1,9 @@
-#include "tests/engine/test_util.h"
+#include "tests/engine/engine_fixtures.h"
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <utility>
 
 namespace kvasir::testing {
 
@@ -32,6 +33,16 @@ std::string DefaultModelPath() {
     path = cache + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
   }
   return std::filesystem::exists(path) ? path : "";
+}
+
+EngineRequest GreedyRequest(const std::string& id, std::vector<int32_t> prompt,
+                            int32_t max_tokens) {
+  EngineRequest r;
+  r.id = id;
+  r.prompt_ids = std::move(prompt);
+  r.max_tokens = max_tokens;
+  r.ignore_eos = true;
+  return r;
 }
 
 void CollectingSink::OnOutput(RequestOutput output) {

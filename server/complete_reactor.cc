@@ -18,10 +18,17 @@ constexpr char kRetryAfterMs[] = "500";
 
 }  // namespace
 
-void AddRetryHint(const absl::Status& status, grpc::CallbackServerContext* context) {
+absl::Status SubmitGenerate(Engine* engine, const v1::GenerateRequest& request,
+                            const std::string& request_id, std::shared_ptr<RequestSink> sink,
+                            grpc::CallbackServerContext* context) {
+  absl::StatusOr<EngineRequest> engine_request =
+      ToEngineRequest(request, request_id, engine->tokenizer());
+  absl::Status status = engine_request.status();
+  if (status.ok()) status = engine->Submit(*std::move(engine_request), std::move(sink));
   if (status.code() == absl::StatusCode::kResourceExhausted) {
     context->AddTrailingMetadata("retry-after-ms", kRetryAfterMs);
   }
+  return status;
 }
 
 struct CompleteReactor::State {
@@ -84,19 +91,14 @@ CompleteReactor::CompleteReactor(Engine* engine, grpc::CallbackServerContext* co
       state_(std::make_shared<State>()) {
   state_->response = response;
   state_->request_id = request_id_;
-  absl::StatusOr<EngineRequest> engine_request =
-      ToEngineRequest(request, request_id_, engine_->tokenizer());
-  absl::Status status = engine_request.status();
-  if (status.ok()) {
-    status = engine_->Submit(*std::move(engine_request), std::make_shared<Sink>(this, state_));
-  }
+  const absl::Status status =
+      SubmitGenerate(engine_, request, request_id_, std::make_shared<Sink>(this, state_), context);
   if (!status.ok()) {
     {
       // Nothing reached the engine: a later cancel must not abort a request of the same id.
       std::lock_guard<std::mutex> lock(state_->mu);
       state_->final_received = true;
     }
-    AddRetryHint(status, context);
     Finish(ToGrpcStatus(status));
   }
 }

@@ -43,8 +43,11 @@ class CompleteReactor final : public grpc::ServerUnaryReactor {
   const std::shared_ptr<State> state_;
 };
 
-// Adds the retry hint to a call refused because the waiting queue is full.
-void AddRetryHint(const absl::Status& status, grpc::CallbackServerContext* context);
+// Converts and submits a Generate/Complete request with `sink`. When the engine refuses it
+// because its waiting queue is full, adds the `retry-after-ms` trailing metadata to the call.
+absl::Status SubmitGenerate(Engine* engine, const v1::GenerateRequest& request,
+                            const std::string& request_id, std::shared_ptr<RequestSink> sink,
+                            grpc::CallbackServerContext* context);
 
 }  // namespace kvasir::server
 

@@ -1,7 +1,5 @@
 #include "server/engine_flags.h"
 
-#include "absl/strings/str_cat.h"
-
 namespace kvasir::server {
 namespace {
 
@@ -58,11 +56,7 @@ absl::Status ReadEngineFlags(const ParsedArgs& args, EngineOptions* o) {
   o->max_long_partial_prefills = static_cast<int32_t>(*partial);
   o->max_waiting = static_cast<int32_t>(*max_waiting);
   if (args.Has("no-prefix-caching")) o->enable_prefix_caching = false;
-  if (o->max_batched_tokens < o->max_num_seqs) {
-    return absl::InvalidArgumentError(absl::StrCat("--max-batched-tokens (", o->max_batched_tokens,
-                                                   ") must be >= --max-num-seqs (", o->max_num_seqs,
-                                                   ")"));
-  }
+  // Consistency between flags (e.g. max_batched_tokens >= max_num_seqs) is Engine::Create's.
   return absl::OkStatus();
 }
 

@@ -14,7 +14,8 @@ namespace kvasir::server {
 
 // command_flags followed by the engine's flags.
 std::vector<FlagSpec> WithEngineFlags(absl::Span<const FlagSpec> command_flags);
-// Overrides the fields of *options whose flags were given. InvalidArgument naming the flag.
+// Overrides the fields of *options whose flags were given. InvalidArgument naming the flag for a
+// malformed or out-of-range value; Engine::Create checks the options against each other.
 absl::Status ReadEngineFlags(const ParsedArgs& args, EngineOptions* options);
 
 }  // namespace kvasir::server

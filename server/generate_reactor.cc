@@ -164,14 +164,9 @@ GenerateReactor::GenerateReactor(Engine* engine, grpc::CallbackServerContext* co
       request_id_(RequestIdFor(*context, request)),
       state_(std::make_shared<State>()) {
   state_->request_id = request_id_;
-  absl::StatusOr<EngineRequest> engine_request =
-      ToEngineRequest(request, request_id_, engine_->tokenizer());
-  absl::Status status = engine_request.status();
-  if (status.ok()) {
-    status = engine_->Submit(*std::move(engine_request), std::make_shared<Sink>(this, state_));
-  }
+  const absl::Status status =
+      SubmitGenerate(engine_, request, request_id_, std::make_shared<Sink>(this, state_), context);
   if (!status.ok()) {
-    AddRetryHint(status, context);
     // The engine took nothing: no sink call will come. Finish now (gRPC queues it until bound).
     {
       std::lock_guard<std::mutex> lock(state_->mu);

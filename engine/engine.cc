@@ -533,10 +533,7 @@ void Engine::Impl::Step() {
     }
     const int32_t token = sampler_.Sample(use, vocab, req.sampling, live.seed, step);
     scheduler_->AppendToken(ss.uid, token);
-    if (req.sampling.repetition_penalty != 1.0f || req.sampling.presence_penalty != 0.0f ||
-        req.sampling.frequency_penalty != 0.0f) {
-      ++live.output_counts[token];
-    }
+    if (Sampler::UsesOutputHistory(req.sampling)) ++live.output_counts[token];
     Emit(seq->num_generated() == 1 ? RequestEventKind::kFirstToken : RequestEventKind::kToken, *seq,
          end_ns);
     if (seq->num_generated() == 1) live.timings.first_token_ns = end_ns;

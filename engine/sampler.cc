@@ -97,9 +97,12 @@ int32_t Sampler::Sample(const float* logits, int64_t vocab, const SamplingParams
   return candidates_.back().second;  // r within rounding of total
 }
 
+bool Sampler::UsesOutputHistory(const SamplingParams& p) {
+  return p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
+}
+
 bool Sampler::NeedsProcessing(const SamplingParams& p, bool has_banned) {
-  return has_banned || !p.logit_bias.empty() || p.repetition_penalty != 1.0f ||
-         p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
+  return has_banned || !p.logit_bias.empty() || UsesOutputHistory(p);
 }
 
 void Sampler::ApplyProcessors(float* logits, int64_t vocab, const SamplingParams& p,

@@ -32,6 +32,8 @@ class Sampler {
  public:
   // True when params or banned change the logits (so ApplyProcessors must run on a copy).
   static bool NeedsProcessing(const SamplingParams& params, bool has_banned);
+  // True when a penalty looks at the output tokens (TokenHistory::output_counts is needed).
+  static bool UsesOutputHistory(const SamplingParams& params);
   // In place: adds logit_bias, applies the repetition, presence and frequency penalties against
   // history, and sets the banned tokens (stop tokens before min_tokens) to -inf.
   static void ApplyProcessors(float* logits, int64_t vocab, const SamplingParams& params,

@@ -9,6 +9,7 @@
 #include <random>
 #include <span>
 #include <thread>
+#include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -38,6 +39,21 @@ const char* FinishReasonName(FinishReason r) {
       return "error";
   }
   return "?";
+}
+
+void AppendOutput(RequestOutput& into, RequestOutput&& next) {
+  into.token_ids.insert(into.token_ids.end(), next.token_ids.begin(), next.token_ids.end());
+  into.logprobs.insert(into.logprobs.end(), std::make_move_iterator(next.logprobs.begin()),
+                       std::make_move_iterator(next.logprobs.end()));
+  into.text += next.text;
+  into.index = next.index;
+  into.finish_reason = next.finish_reason;
+  into.final_output = next.final_output;
+  into.stop_string = std::move(next.stop_string);
+  into.stop_token = next.stop_token;
+  into.error = std::move(next.error);
+  into.usage = next.usage;
+  into.timings = next.timings;
 }
 
 const char* RequestEventKindName(RequestEventKind kind) {
@@ -76,8 +92,9 @@ struct Pending {
   int64_t arrival_ns = 0;
 };
 
-// Per-request state owned by the loop thread.
+// Per-choice state owned by the loop thread (a request has n choices).
 struct Live {
+  int32_t index = 0;  // the choice
   EngineRequest request;
   std::shared_ptr<RequestSink> sink;
   std::unique_ptr<IncrementalDetokenizer> detokenizer;  // null without a tokenizer
@@ -89,7 +106,25 @@ struct Live {
   // Penalty history, kept only when a penalty needs it.
   absl::flat_hash_set<int32_t> prompt_tokens;
   absl::flat_hash_map<int32_t, int32_t> output_counts;
+  RequestOutput unsent;  // tokens held back by stream_interval
 };
+
+// The choices of one request, loop thread only.
+struct Group {
+  std::vector<uint64_t> uids;  // choices not finished yet
+  // Choices 1..n-1 while choice 0 computes the prompt's KV: they are scheduled once it has (and
+  // find the prompt's full blocks in the prefix cache).
+  std::vector<std::unique_ptr<Sequence>> held;
+};
+
+// The seed of choice `index` (choice 0: the request's seed itself).
+uint64_t ChoiceSeed(uint64_t seed, int32_t index) {
+  if (index == 0) return seed;
+  uint64_t z = seed + 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(index);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
 
 constexpr size_t kMaxStopStrings = 64;
 constexpr size_t kMaxStopStringBytes = 1024;
@@ -97,6 +132,7 @@ constexpr size_t kMaxStopStringBytes = 1024;
 constexpr size_t kMaxTotalStopBytes = 4096;
 constexpr size_t kMaxStopTokenIds = 128;
 constexpr int32_t kMaxLogprobs = 20;
+constexpr int32_t kMaxChoices = 64;
 
 }  // namespace
 
@@ -117,6 +153,10 @@ class Engine::Impl {
   absl::Status Validate(const EngineRequest& r) const;
   void Loop();
   void Admit(std::vector<Pending>& pending);
+  Live NewLive(const EngineRequest& r, int32_t index, const Pending& p);
+  // Schedules the held choices of request `id` (its first choice has computed the prompt).
+  void ReleaseHeld(const std::string& id);
+  void FinishRequest(const std::string& id, FinishReason reason);
   void Step();
   // Publishes the scheduler's state for GetLoads (and marks progress for the watchdog).
   void PublishLoads();
@@ -149,7 +189,7 @@ class Engine::Impl {
   uint64_t next_uid_ = 1;
   int64_t step_ = 0;  // steps completed
   absl::flat_hash_map<uint64_t, Live> live_;
-  absl::flat_hash_map<std::string, uint64_t> uid_by_id_;
+  absl::flat_hash_map<std::string, Group> groups_;  // by request id
   std::thread thread_;
   std::once_flag join_once_;
 };
@@ -163,12 +203,17 @@ absl::Status Engine::Impl::Init(const EngineOptions& options) {
                      ") >= 1, so that every running "
                      "sequence can decode in every step"));
   }
+  if (options.stream_interval < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("stream_interval must be >= 1, got ", options.stream_interval));
+  }
   if (options.long_prefill_chunk < 0 || options.max_long_partial_prefills < 1) {
     return absl::InvalidArgumentError(
         "long_prefill_chunk must be >= 0 and max_long_partial_prefills >= 1");
   }
   observer_ = options.observer;
-  KV_ASSIGN_OR_RETURN(model, LoadModel(options.model_path));
+  KV_ASSIGN_OR_RETURN(model,
+                      LoadModel(options.model_path, {.dummy_weights = options.dummy_weights}));
   const ModelConfig& c = model.config;
   int64_t max_len = std::min(c.max_position_embeddings, kDefaultMaxModelLen);
   if (options.max_model_len > 0)
@@ -229,6 +274,10 @@ absl::Status Engine::Impl::Validate(const EngineRequest& r) const {
       return absl::InvalidArgumentError(absl::StrCat(
           "prompt token id ", id, " is outside the vocabulary [0, ", info.vocab_size, ")"));
     }
+  }
+  if (r.n < 1 || r.n > kMaxChoices) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("n must be in [1, ", kMaxChoices, "], got ", r.n));
   }
   if (r.max_tokens < 1) {
     return absl::InvalidArgumentError(absl::StrCat("max_tokens must be >= 1, got ", r.max_tokens));
@@ -391,10 +440,7 @@ void Engine::Impl::Loop() {
       if (live_.empty()) busy_since_ns_ = NowNs();                 // idle until now: not stalled
     }
     Admit(pending);
-    for (const std::string& id : aborts) {
-      auto it = uid_by_id_.find(id);
-      if (it != uid_by_id_.end()) Finish(it->second, FinishReason::kAbort, {});
-    }
+    for (const std::string& id : aborts) FinishRequest(id, FinishReason::kAbort);
     if (stopping) {
       std::vector<uint64_t> uids;
       for (const auto& [uid, live] : live_) uids.push_back(uid);
@@ -435,42 +481,66 @@ EngineLoads Engine::Impl::GetLoads() const {
 
 void Engine::Impl::Admit(std::vector<Pending>& pending) {
   for (Pending& p : pending) {
-    const uint64_t uid = next_uid_++;
-    auto seq = std::make_unique<Sequence>();
-    seq->uid = uid;
-    seq->id = p.request.id;
-    seq->tokens = p.request.prompt_ids;
-    seq->num_prompt_tokens = static_cast<int32_t>(p.request.prompt_ids.size());
-    seq->max_tokens = p.request.max_tokens;
-    seq->priority = p.request.priority;
-    seq->arrival = uid;
-    seq->cache_salt = p.request.cache_salt;
-    Emit(RequestEventKind::kArrived, *seq, p.arrival_ns);
-    scheduler_->Add(std::move(seq));
-    Live live;
-    live.seed = *p.request.sampling.seed;
-    live.sink = std::move(p.sink);
-    if (model.tokenizer) {
-      live.detokenizer = std::make_unique<IncrementalDetokenizer>(*model.tokenizer);
+    const EngineRequest& r = p.request;
+    Group& group = groups_[r.id];
+    for (int32_t index = 0; index < r.n; ++index) {
+      const uint64_t uid = next_uid_++;
+      auto seq = std::make_unique<Sequence>();
+      seq->uid = uid;
+      seq->id = r.id;
+      seq->tokens = r.prompt_ids;
+      seq->num_prompt_tokens = static_cast<int32_t>(r.prompt_ids.size());
+      seq->max_tokens = r.max_tokens;
+      seq->priority = r.priority;
+      seq->arrival = uid;
+      seq->cache_salt = r.cache_salt;
+      Live& live = live_.emplace(uid, NewLive(r, index, p)).first->second;
+      live.timings.arrival_ns = p.arrival_ns;
+      group.uids.push_back(uid);
+      Emit(RequestEventKind::kArrived, *seq, p.arrival_ns);
+      if (index == 0 || !options_.enable_prefix_caching) {
+        scheduler_->Add(std::move(seq));
+      } else {
+        group.held.push_back(std::move(seq));
+      }
     }
-    if (!p.request.stop.empty()) {
-      live.stop_strings =
-          std::make_unique<StopStringMatcher>(p.request.stop, p.request.include_stop_str_in_output);
-    }
-    if (!p.request.ignore_eos) live.stop_ids.assign(stop_ids_.begin(), stop_ids_.end());
-    live.stop_ids.insert(live.stop_ids.end(), p.request.stop_token_ids.begin(),
-                         p.request.stop_token_ids.end());
-    std::sort(live.stop_ids.begin(), live.stop_ids.end());
-    live.stop_ids.erase(std::unique(live.stop_ids.begin(), live.stop_ids.end()),
-                        live.stop_ids.end());
-    if (p.request.sampling.repetition_penalty != 1.0f) {
-      live.prompt_tokens.insert(p.request.prompt_ids.begin(), p.request.prompt_ids.end());
-    }
-    live.timings.arrival_ns = p.arrival_ns;
-    live.request = std::move(p.request);
-    uid_by_id_[live.request.id] = uid;
-    live_.emplace(uid, std::move(live));
   }
+}
+
+Live Engine::Impl::NewLive(const EngineRequest& r, int32_t index, const Pending& p) {
+  Live live;
+  live.index = index;
+  live.seed = ChoiceSeed(*r.sampling.seed, index);
+  live.sink = p.sink;
+  if (model.tokenizer) {
+    live.detokenizer = std::make_unique<IncrementalDetokenizer>(*model.tokenizer);
+  }
+  if (!r.stop.empty()) {
+    live.stop_strings = std::make_unique<StopStringMatcher>(r.stop, r.include_stop_str_in_output);
+  }
+  if (!r.ignore_eos) live.stop_ids.assign(stop_ids_.begin(), stop_ids_.end());
+  live.stop_ids.insert(live.stop_ids.end(), r.stop_token_ids.begin(), r.stop_token_ids.end());
+  std::sort(live.stop_ids.begin(), live.stop_ids.end());
+  live.stop_ids.erase(std::unique(live.stop_ids.begin(), live.stop_ids.end()), live.stop_ids.end());
+  if (r.sampling.repetition_penalty != 1.0f) {
+    live.prompt_tokens.insert(r.prompt_ids.begin(), r.prompt_ids.end());
+  }
+  live.request = r;
+  return live;
+}
+
+void Engine::Impl::ReleaseHeld(const std::string& id) {
+  auto it = groups_.find(id);
+  if (it == groups_.end()) return;
+  for (std::unique_ptr<Sequence>& seq : it->second.held) scheduler_->Add(std::move(seq));
+  it->second.held.clear();
+}
+
+void Engine::Impl::FinishRequest(const std::string& id, FinishReason reason) {
+  auto it = groups_.find(id);
+  if (it == groups_.end()) return;
+  const std::vector<uint64_t> uids = it->second.uids;  // Finish erases the group with the last
+  for (uint64_t uid : uids) Finish(uid, reason, {});
 }
 
 void Engine::Impl::Step() {
@@ -533,11 +603,14 @@ void Engine::Impl::Step() {
     }
     const int32_t token = sampler_.Sample(use, vocab, req.sampling, live.seed, step);
     scheduler_->AppendToken(ss.uid, token);
+    // The prompt's KV is computed and cached now: the other choices can share it.
+    if (live.index == 0 && seq->num_generated() == 1 && req.n > 1) ReleaseHeld(req.id);
     if (Sampler::UsesOutputHistory(req.sampling)) ++live.output_counts[token];
     Emit(seq->num_generated() == 1 ? RequestEventKind::kFirstToken : RequestEventKind::kToken, *seq,
          end_ns);
     if (seq->num_generated() == 1) live.timings.first_token_ns = end_ns;
     RequestOutput out;
+    out.index = live.index;
     out.token_ids.push_back(token);
     if (req.logprobs.has_value()) {
       TokenLogprobs lp = Sampler::Logprobs(raw, vocab, token, *req.logprobs);
@@ -564,6 +637,14 @@ void Engine::Impl::Step() {
     out.usage.prompt_tokens = seq->num_prompt_tokens;
     out.usage.completion_tokens = seq->num_generated();
     out.usage.cached_prompt_tokens = std::max(0, seq->num_cached_prompt_tokens);
+    if (options_.stream_interval > 1) {
+      AppendOutput(live.unsent, std::move(out));
+      if (seq->num_generated() > 1 &&
+          static_cast<int32_t>(live.unsent.token_ids.size()) < options_.stream_interval) {
+        continue;
+      }
+      out = std::exchange(live.unsent, RequestOutput());
+    }
     live.sink->OnOutput(std::move(out));
   }
 }
@@ -574,6 +655,7 @@ void Engine::Impl::Emit(RequestEventKind kind, const Sequence& seq, int64_t time
   RequestEvent e;
   e.kind = kind;
   e.request_id = seq.id;
+  if (auto it = live_.find(seq.uid); it != live_.end()) e.index = it->second.index;
   e.time_ns = time_ns;
   e.step = step_;
   e.num_prompt_tokens = seq.num_prompt_tokens;
@@ -587,7 +669,26 @@ void Engine::Impl::Finish(uint64_t uid, FinishReason reason, RequestOutput out) 
   auto it = live_.find(uid);
   KV_CHECK(it != live_.end());
   Live& live = it->second;
-  if (const Sequence* seq = scheduler_->Find(uid)) {
+  if (!live.unsent.token_ids.empty()) {
+    RequestOutput last = std::move(out);
+    out = std::exchange(live.unsent, RequestOutput());
+    AppendOutput(out, std::move(last));
+  }
+  auto group_it = groups_.find(live.request.id);
+  KV_CHECK(group_it != groups_.end());
+  Group& group = group_it->second;
+  const Sequence* seq = scheduler_->Find(uid);
+  std::unique_ptr<Sequence> held;  // a choice still held back (the request was aborted)
+  if (seq == nullptr) {
+    auto h = std::find_if(group.held.begin(), group.held.end(),
+                          [uid](const std::unique_ptr<Sequence>& s) { return s->uid == uid; });
+    if (h != group.held.end()) {
+      held = std::move(*h);
+      group.held.erase(h);
+      seq = held.get();
+    }
+  }
+  if (seq != nullptr) {
     out.usage.prompt_tokens = seq->num_prompt_tokens;
     out.usage.completion_tokens = seq->num_generated();
     out.usage.cached_prompt_tokens = std::max(0, seq->num_cached_prompt_tokens);
@@ -609,15 +710,18 @@ void Engine::Impl::Finish(uint64_t uid, FinishReason reason, RequestOutput out) 
     }
     out.text += tail;
   }
+  out.index = live.index;
   out.finish_reason = reason;
   out.timings = live.timings;
   out.timings.finished_ns = NowNs();
   scheduler_->Remove(uid);
   std::shared_ptr<RequestSink> sink = std::move(live.sink);
   const std::string id = live.request.id;
-  uid_by_id_.erase(id);
   live_.erase(it);
-  {
+  std::erase(group.uids, uid);
+  if (group.uids.empty()) {
+    out.final_output = true;
+    groups_.erase(group_it);
     std::lock_guard<std::mutex> lock(mu_);
     live_ids_.erase(id);
   }

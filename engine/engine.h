@@ -20,7 +20,10 @@ namespace kvasir {
 class Tokenizer;
 
 struct EngineOptions {
-  std::string model_path;     // GGUF file, or a directory (config.json + *.safetensors)
+  std::string model_path;  // GGUF file, or a directory (config.json + *.safetensors)
+  // Made-up weights of the model's config (benchmarks of everything but the model's numbers);
+  // model_path then needs only the config: see LoadOptions in engine/model_loader.h.
+  bool dummy_weights = false;
   int num_threads = 0;        // CPU compute threads; 0 = all cores
   int32_t max_num_seqs = 64;  // running sequences per step
   // Tokens computed per step (prefill chunks + decodes). It bounds how long decodes wait while
@@ -36,6 +39,10 @@ struct EngineOptions {
   int32_t max_waiting = 1024;
   int32_t long_prefill_chunk = 0;         // prefill chunk cap while others wait; 0 = budget / 4
   int32_t max_long_partial_prefills = 1;  // long prompts prefilling at once
+  // Tokens per streamed output of a choice: 1 sends every token as it is sampled; N > 1 sends
+  // the first token at once, then every N tokens (and the rest with the last), which divides
+  // the per-message cost of the front end by N at the price of burstier streams.
+  int32_t stream_interval = 1;
   // Receives request and step events on the engine thread (metrics); may be null.
   std::shared_ptr<EngineObserver> observer;
 };

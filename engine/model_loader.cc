@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/util/status_macros.h"
+#include "engine/weights/dummy_weights.h"
 #include "engine/weights/gguf.h"
 #include "engine/weights/safetensors.h"
 
@@ -49,6 +50,44 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> TokenizerFromGguf(const GgufFile& f) 
   return tok;
 }
 
+std::string ModelName(const std::string& path) {
+  std::string name = fs::path(path).filename().string();
+  if (name.empty()) name = fs::path(path).parent_path().filename().string();
+  return name;
+}
+
+absl::StatusOr<LoadedModel> LoadDummyModel(const std::string& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) {
+    return absl::NotFoundError(absl::StrCat("model path '", path, "' does not exist"));
+  }
+  LoadedModel m;
+  m.format = "dummy";
+  fs::path dir(path);
+  if (fs::is_directory(dir, ec)) {
+    m.name = absl::StrCat("dummy:", ModelName(path));
+    KV_ASSIGN_OR_RETURN(m.config, ParseHfConfig((dir / "config.json").string()));
+  } else if (dir.extension() == ".json") {
+    dir = dir.parent_path();
+    m.name = absl::StrCat("dummy:", dir.filename().string());
+    KV_ASSIGN_OR_RETURN(m.config, ParseHfConfig(path));
+  } else {
+    KV_ASSIGN_OR_RETURN(bool gguf, IsGgufFile(path));  // errors unless it is a GGUF file
+    (void)gguf;
+    m.name = absl::StrCat("dummy:", ModelName(path));
+    KV_ASSIGN_OR_RETURN(std::unique_ptr<GgufFile> file, GgufFile::Open(path));
+    KV_ASSIGN_OR_RETURN(m.config, ConfigFromGguf(*file));
+    KV_ASSIGN_OR_RETURN(m.tokenizer, TokenizerFromGguf(*file));
+    m.weights = std::make_unique<DummyWeightSource>(absl::StrCat("dummy weights for ", path));
+    return m;
+  }
+  if (fs::exists(dir / "tokenizer.json")) {
+    KV_ASSIGN_OR_RETURN(m.tokenizer, Tokenizer::FromDirectory(dir.string()));
+  }
+  m.weights = std::make_unique<DummyWeightSource>(absl::StrCat("dummy weights for ", path));
+  return m;
+}
+
 }  // namespace
 
 absl::StatusOr<GgufVocab> ReadGgufVocab(const GgufFile& f) {
@@ -78,11 +117,11 @@ absl::StatusOr<GgufVocab> ReadGgufVocab(const GgufFile& f) {
   return v;
 }
 
-absl::StatusOr<LoadedModel> LoadModel(const std::string& path) {
+absl::StatusOr<LoadedModel> LoadModel(const std::string& path, const LoadOptions& options) {
+  if (options.dummy_weights) return LoadDummyModel(path);
   KV_ASSIGN_OR_RETURN(bool gguf, IsGgufFile(path));
   LoadedModel m;
-  m.name = fs::path(path).filename().string();
-  if (m.name.empty()) m.name = fs::path(path).parent_path().filename().string();
+  m.name = ModelName(path);
   if (gguf) {
     m.format = "gguf";
     KV_ASSIGN_OR_RETURN(std::unique_ptr<GgufFile> file, GgufFile::Open(path));

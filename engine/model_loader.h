@@ -17,15 +17,22 @@ class GgufFile;
 
 struct LoadedModel {
   std::string name;    // file or directory name
-  std::string format;  // "gguf" or "safetensors"
+  std::string format;  // "gguf", "safetensors", or "dummy" (made-up weights)
   ModelConfig config;
   std::unique_ptr<WeightSource> weights;
   std::unique_ptr<Tokenizer> tokenizer;  // null for a directory without tokenizer.json
 };
 
+struct LoadOptions {
+  // Make the weights up (engine/weights/dummy_weights.h) instead of reading them: `path` then
+  // only has to give the config (a GGUF file, a directory holding config.json, or a config.json
+  // file) and, where it has one, the tokenizer.
+  bool dummy_weights = false;
+};
+
 // NotFound naming the path when it does not exist; InvalidArgument/DataLoss naming the file and
 // what is wrong when it is not a readable model.
-absl::StatusOr<LoadedModel> LoadModel(const std::string& path);
+absl::StatusOr<LoadedModel> LoadModel(const std::string& path, const LoadOptions& options = {});
 
 // The tokenizer alone: a GGUF file, a model directory, or a directory holding tokenizer.json.
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& path);

@@ -33,6 +33,11 @@ struct EngineRequest {
   std::string id;                   // unique among live requests; Submit rejects a duplicate
   std::vector<int32_t> prompt_ids;  // already tokenized (special tokens included as wanted)
   int32_t max_tokens = 16;          // >= 1; prompt + max_tokens must fit the context
+  // Independent samples (choices) of the same prompt, in [1, 64]. The prompt's KV is computed
+  // once: the other choices start after the first has prefilled it and share its full blocks
+  // through the prefix cache (without prefix caching each computes its own). With a seed,
+  // choice i > 0 samples from a seed derived from (seed, i); choice 0 from the seed itself.
+  int32_t n = 1;
   int32_t min_tokens = 0;  // no stop token is sampled, no stop string ends it, before this many
   SamplingParams sampling;
   bool ignore_eos = false;              // true: the model's stop tokens do not end the request
@@ -71,9 +76,13 @@ struct TokenLogprob {
   std::vector<std::pair<int32_t, float>> top;  // the most likely tokens and theirs, best first
 };
 
-// One message to the client: what is new since the previous one. The last message of every
-// accepted request has finish_reason != kNone (and error set when kError). Exactly one such.
+// One message to the client: what is new in one choice since that choice's previous message.
+// Each choice's last message has finish_reason != kNone (and error set when kError); the last
+// message of the whole request (every choice finished) also has final_output. With n = 1 the
+// two coincide. Exactly one final_output per accepted request.
 struct RequestOutput {
+  int32_t index = 0;                   // the choice, in [0, n)
+  bool final_output = false;           // the request's last message
   std::vector<int32_t> token_ids;      // tokens generated since the previous output
   std::vector<TokenLogprob> logprobs;  // one per token id, when the request asked for logprobs
   std::string text;  // text completed since the previous output (whole UTF-8 only)
@@ -84,6 +93,11 @@ struct RequestOutput {
   Usage usage;              // cumulative
   Timings timings;          // on the final output
 };
+
+// Appends `next` (a later output of the same choice) to `into`, as if the engine had produced
+// them as one: token ids, logprobs and text concatenated; finish fields, usage and timings from
+// `next`. For coalescing outputs (stream_interval, or a slow network write).
+void AppendOutput(RequestOutput& into, RequestOutput&& next);
 
 // Receives a request's outputs. Called on the engine thread, in order: an implementation must
 // return quickly and never block (queue the output and wake the network side).

@@ -134,6 +134,7 @@ absl::StatusOr<EngineRequest> ToEngineRequest(const v1::GenerateRequest& request
       return absl::InvalidArgumentError("input: set one of text, token_ids or messages");
   }
   out.max_tokens = request.has_max_tokens() ? request.max_tokens() : kDefaultMaxTokens;
+  out.n = request.has_n() ? request.n() : 1;
   if (request.has_temperature()) out.sampling.temperature = request.temperature();
   if (request.has_top_p()) out.sampling.top_p = request.top_p();
   if (request.has_top_k()) out.sampling.top_k = request.top_k();
@@ -200,7 +201,15 @@ void ToProto(const Timings& t, v1::Timings* out) {
   out->set_finished_s(since_arrival(t.finished_ns));
 }
 
+void ToProtoChunk(RequestOutput out, v1::Chunk* chunk) {
+  chunk->set_index(out.index);
+  chunk->set_text(std::move(out.text));
+  chunk->mutable_token_ids()->Add(out.token_ids.begin(), out.token_ids.end());
+  ToProto(out.token_ids, out.logprobs, chunk->mutable_logprobs());
+}
+
 void ToProtoComplete(RequestOutput out, v1::Complete* complete) {
+  complete->set_index(out.index);
   complete->set_finish_reason(ToProto(out.finish_reason));
   complete->set_text(std::move(out.text));
   complete->mutable_token_ids()->Add(out.token_ids.begin(), out.token_ids.end());

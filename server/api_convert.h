@@ -51,8 +51,11 @@ absl::StatusOr<EngineRequest> ToEngineRequest(const v1::GenerateRequest& request
 v1::FinishReason ToProto(FinishReason reason);
 void ToProto(const Usage& usage, v1::Usage* out);
 void ToProto(const Timings& timings, v1::Timings* out);
-// A final engine output (finish reason set) as the Complete message that ends a call.
+// A choice's final engine output (finish reason set) as the Complete message that ends it.
 void ToProtoComplete(RequestOutput out, v1::Complete* complete);
+// A choice's non-final output as a Chunk.
+void ToProtoChunk(RequestOutput out, v1::Chunk* chunk);
+
 // One TokenLogprob per token id (logprobs is empty when the request did not ask for them).
 void ToProto(const std::vector<int32_t>& token_ids, const std::vector<TokenLogprob>& logprobs,
              google::protobuf::RepeatedPtrField<v1::TokenLogprob>* out);

@@ -33,9 +33,9 @@ absl::Status SubmitGenerate(Engine* engine, const v1::GenerateRequest& request,
 
 struct CompleteReactor::State {
   std::mutex mu;
-  bool final_received = false;  // guarded by mu
-  bool cancelled = false;       // guarded by mu
-  RequestOutput all;            // guarded by mu: accumulated
+  bool final_received = false;         // guarded by mu
+  bool cancelled = false;              // guarded by mu
+  std::vector<RequestOutput> choices;  // guarded by mu: accumulated, by index
   grpc::ByteBuffer* response = nullptr;
   std::string request_id;
 };
@@ -49,32 +49,38 @@ class CompleteReactor::Sink final : public RequestSink {
     grpc::Status status;
     {
       std::lock_guard<std::mutex> lock(state_->mu);
-      RequestOutput& all = state_->all;
-      all.token_ids.insert(all.token_ids.end(), out.token_ids.begin(), out.token_ids.end());
-      all.logprobs.insert(all.logprobs.end(), std::make_move_iterator(out.logprobs.begin()),
-                          std::make_move_iterator(out.logprobs.end()));
-      all.text += out.text;
-      all.usage = out.usage;
-      all.timings = out.timings;
-      all.finish_reason = out.finish_reason;
-      all.stop_string = std::move(out.stop_string);
-      all.stop_token = out.stop_token;
-      if (out.finish_reason == FinishReason::kNone) return;
+      std::vector<RequestOutput>& choices = state_->choices;
+      const bool final_output = out.final_output;
+      const size_t index = static_cast<size_t>(out.index);
+      if (choices.size() <= index) choices.resize(index + 1);
+      AppendOutput(choices[index], std::move(out));
+      if (!final_output) return;
       state_->final_received = true;
-      if (out.finish_reason == FinishReason::kError) {
-        status = ToGrpcStatus(out.error.ok() ? absl::InternalError("engine error") : out.error);
-      } else if (state_->cancelled) {
+      if (state_->cancelled) {
         status = grpc::Status(grpc::StatusCode::CANCELLED, "request cancelled");
       } else {
-        v1::GenerateResponse reply;
-        reply.set_request_id(state_->request_id);
-        ToProtoComplete(std::move(all), reply.mutable_complete());
-        bool own = false;
-        status = grpc::SerializationTraits<v1::GenerateResponse>::Serialize(reply, state_->response,
-                                                                            &own);
+        status = Reply(choices);
       }
     }
     reactor_->Finish(status);  // the last touch of the reactor
+  }
+
+  // Serializes the reply; called under the lock once every choice has finished.
+  grpc::Status Reply(std::vector<RequestOutput>& choices) {
+    for (const RequestOutput& c : choices) {
+      if (c.finish_reason == FinishReason::kError) {
+        return ToGrpcStatus(c.error.ok() ? absl::InternalError("engine error") : c.error);
+      }
+    }
+    v1::GenerateResponse reply;
+    reply.set_request_id(state_->request_id);
+    for (size_t i = 0; i < choices.size(); ++i) {
+      ToProtoComplete(std::move(choices[i]),
+                      i == 0 ? reply.mutable_complete() : reply.add_other_choices());
+    }
+    bool own = false;
+    return grpc::SerializationTraits<v1::GenerateResponse>::Serialize(reply, state_->response,
+                                                                      &own);
   }
 
  private:

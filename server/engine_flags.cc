@@ -1,9 +1,14 @@
 #include "server/engine_flags.h"
 
+#include "absl/strings/str_cat.h"
+
 namespace kvasir::server {
 namespace {
 
 const FlagSpec kEngineFlags[] = {
+    {"load-format", true, "FORMAT",
+     "auto (read the weights) or dummy (make them up from the model's config: for benchmarks "
+     "of everything but the model's numbers; --model may then be a config.json) (default auto)"},
     {"threads", true, "N", "CPU compute threads (default: all cores)"},
     {"max-num-seqs", true, "N", "running sequences per step (default 64)"},
     {"max-batched-tokens", true, "N",
@@ -17,6 +22,9 @@ const FlagSpec kEngineFlags[] = {
      "prefill tokens per step of one prompt while others wait (default: max-batched-tokens/4)"},
     {"max-long-partial-prefills", true, "N",
      "prompts longer than long-prefill-chunk prefilling at once (default 1)"},
+    {"stream-interval", true, "N",
+     "tokens per streamed message of a request: 1 = every token at once; N > 1 sends the first "
+     "at once, then every N (less front-end work per token, burstier streams) (default 1)"},
     {"max-waiting", true, "N",
      "requests waiting to be scheduled before new ones get RESOURCE_EXHAUSTED; 0 = no limit "
      "(default 1024)"},
@@ -41,9 +49,11 @@ absl::Status ReadEngineFlags(const ParsedArgs& args, EngineOptions* o) {
   auto chunk = args.GetInt("long-prefill-chunk", o->long_prefill_chunk, 0, kMax32);
   auto partial = args.GetInt("max-long-partial-prefills", o->max_long_partial_prefills, 1, kMax32);
   auto max_waiting = args.GetInt("max-waiting", o->max_waiting, 0, kMax32);
-  for (const absl::Status& s : {threads.status(), max_num_seqs.status(), max_batched.status(),
-                                max_model_len.status(), kv_bytes.status(), block_size.status(),
-                                chunk.status(), partial.status(), max_waiting.status()}) {
+  auto stream_interval = args.GetInt("stream-interval", o->stream_interval, 1, 1 << 20);
+  for (const absl::Status& s :
+       {threads.status(), max_num_seqs.status(), max_batched.status(), max_model_len.status(),
+        kv_bytes.status(), block_size.status(), chunk.status(), partial.status(),
+        max_waiting.status(), stream_interval.status()}) {
     if (!s.ok()) return s;
   }
   o->num_threads = static_cast<int>(*threads);
@@ -55,7 +65,14 @@ absl::Status ReadEngineFlags(const ParsedArgs& args, EngineOptions* o) {
   o->long_prefill_chunk = static_cast<int32_t>(*chunk);
   o->max_long_partial_prefills = static_cast<int32_t>(*partial);
   o->max_waiting = static_cast<int32_t>(*max_waiting);
+  o->stream_interval = static_cast<int32_t>(*stream_interval);
   if (args.Has("no-prefix-caching")) o->enable_prefix_caching = false;
+  const std::string load_format = args.GetString("load-format", "auto");
+  if (load_format != "auto" && load_format != "dummy") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--load-format must be auto or dummy, got '", load_format, "'"));
+  }
+  o->dummy_weights = load_format == "dummy";
   // Consistency between flags (e.g. max_batched_tokens >= max_num_seqs) is Engine::Create's.
   return absl::OkStatus();
 }

@@ -23,8 +23,8 @@ struct GenerateReactor::Action {
 struct GenerateReactor::State {
   std::mutex mu;
   std::deque<RequestOutput> outputs ABSL_GUARDED_BY(mu);
-  bool final_received ABSL_GUARDED_BY(mu) = false;    // the engine has queued its last output
-  bool complete_written ABSL_GUARDED_BY(mu) = false;  // the Complete message was started
+  bool final_received ABSL_GUARDED_BY(mu) = false;  // the engine has queued its last output
+  bool final_written ABSL_GUARDED_BY(mu) = false;   // the request's last output was sent
   bool write_in_flight ABSL_GUARDED_BY(mu) = false;
   bool write_failed ABSL_GUARDED_BY(mu) = false;  // the stream is broken: drop further output
   bool cancelled ABSL_GUARDED_BY(mu) = false;
@@ -42,6 +42,8 @@ struct GenerateReactor::State {
   // performs the action after unlocking; nobody else can decide anything until that write
   // completes.
   Action NextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  void CoalesceLocked(RequestOutput& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  Action FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
 
   // Serializes `response` into `write_buffer`; false (and serialize_failed set) on failure.
   bool SerializeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
@@ -59,65 +61,78 @@ bool GenerateReactor::State::SerializeLocked() {
   return false;
 }
 
+// Later queued outputs of out's choice join it, up to that choice's last: when the network is
+// slower than the engine, one message carries several tokens instead of the queue growing.
+void GenerateReactor::State::CoalesceLocked(RequestOutput& out) {
+  for (auto it = outputs.begin();
+       it != outputs.end() && out.finish_reason == FinishReason::kNone;) {
+    if (it->index != out.index) {
+      ++it;
+      continue;
+    }
+    AppendOutput(out, std::move(*it));
+    it = outputs.erase(it);
+  }
+}
+
+GenerateReactor::Action GenerateReactor::State::FinishLocked(grpc::Status status) {
+  finish_called = true;
+  Action action;
+  action.kind = Action::kFinish;
+  action.status = std::move(status);
+  return action;
+}
+
 GenerateReactor::Action GenerateReactor::State::NextLocked() {
   Action action;
   if (write_in_flight || finish_called) return action;
   while (!outputs.empty()) {
     RequestOutput out = std::move(outputs.front());
     outputs.pop_front();
-    const bool is_final = out.finish_reason != FinishReason::kNone;
-    if (!is_final) {
-      if (write_failed || (out.text.empty() && out.token_ids.empty())) continue;
-      response.Clear();
-      response.set_request_id(request_id);
-      v1::Chunk* chunk = response.mutable_chunk();
-      chunk->set_text(std::move(out.text));
-      chunk->mutable_token_ids()->Add(out.token_ids.begin(), out.token_ids.end());
-      ToProto(out.token_ids, out.logprobs, chunk->mutable_logprobs());
-      if (!SerializeLocked()) {
-        write_failed = true;  // drop this and further output; the final output ends the call
-        continue;
-      }
-      write_in_flight = true;
-      action.kind = Action::kWrite;
-      return action;
-    }
     if (out.finish_reason == FinishReason::kError) {
-      finish_called = true;
-      action.kind = Action::kFinish;
-      action.status =
-          ToGrpcStatus(out.error.ok() ? absl::InternalError("engine error") : out.error);
-      return action;
+      return FinishLocked(
+          ToGrpcStatus(out.error.ok() ? absl::InternalError("engine error") : out.error));
     }
     if (cancelled || write_failed) {
-      finish_called = true;
-      action.kind = Action::kFinish;
-      action.status =
+      // Nothing more is sent; the call ends with the request's last output.
+      if (!out.final_output) continue;
+      return FinishLocked(
           serialize_failed
               ? grpc::Status(grpc::StatusCode::INTERNAL, "cannot serialize a GenerateResponse")
-              : grpc::Status(grpc::StatusCode::CANCELLED, "request cancelled");
-      return action;
+              : grpc::Status(grpc::StatusCode::CANCELLED, "request cancelled"));
     }
+    CoalesceLocked(out);
     response.Clear();
     response.set_request_id(request_id);
-    ToProtoComplete(std::move(out), response.mutable_complete());
-    if (!SerializeLocked()) {  // the engine is done with this request: end the call now
-      finish_called = true;
-      action.kind = Action::kFinish;
-      action.status =
-          grpc::Status(grpc::StatusCode::INTERNAL, "cannot serialize a GenerateResponse");
-      return action;
+    const bool choice_done = out.finish_reason != FinishReason::kNone;
+    const bool final_output = out.final_output;
+    if (!choice_done) {
+      if (out.text.empty() && out.token_ids.empty()) continue;
+      ToProtoChunk(std::move(out), response.mutable_chunk());
+    } else {
+      ToProtoComplete(std::move(out), response.mutable_complete());
     }
-    complete_written = true;
+    if (!SerializeLocked()) {
+      // Only a message over 2 GiB fails. The request is over at its last output: end the call
+      // now if that was it, else drop the rest of the output until then.
+      write_failed = true;
+      if (final_output) {
+        return FinishLocked(
+            grpc::Status(grpc::StatusCode::INTERNAL, "cannot serialize a GenerateResponse"));
+      }
+      continue;
+    }
+    if (final_output) final_written = true;
     write_in_flight = true;
     action.kind = Action::kWrite;
     return action;
   }
-  if (complete_written) {  // the Complete message has been written: end the call
-    finish_called = true;
-    action.kind = Action::kFinish;
-    action.status = write_failed ? grpc::Status(grpc::StatusCode::CANCELLED, "request cancelled")
-                                 : grpc::Status::OK;
+  // Every choice's Complete has been written (the last one may have been coalesced ahead of
+  // another choice's, which is why the queue must be empty too): end the call.
+  if (final_written) {
+    return FinishLocked(write_failed
+                            ? grpc::Status(grpc::StatusCode::CANCELLED, "request cancelled")
+                            : grpc::Status::OK);
   }
   return action;
 }
@@ -132,7 +147,7 @@ class GenerateReactor::Sink final : public RequestSink {
     Action action;
     {
       std::lock_guard<std::mutex> lock(state_->mu);
-      if (output.finish_reason != FinishReason::kNone) state_->final_received = true;
+      if (output.final_output) state_->final_received = true;
       state_->outputs.push_back(std::move(output));
       action = state_->NextLocked();
     }

@@ -19,15 +19,20 @@ std::string ShapeString(absl::Span<const int64_t> shape) {
   return Cat("[", absl::StrJoin(shape, ", "), "]");
 }
 
-absl::StatusOr<TensorView> GetChecked(const WeightSource& source, std::string_view name,
-                                      absl::Span<const int64_t> shape) {
-  KV_ASSIGN_OR_RETURN(TensorView view, source.Get(name));
+absl::StatusOr<TensorView> WeightSource::GetWithShape(std::string_view name,
+                                                      absl::Span<const int64_t> shape) const {
+  KV_ASSIGN_OR_RETURN(TensorView view, Get(name));
   if (absl::Span<const int64_t>(view.shape) != shape) {
-    return absl::InvalidArgumentError(Cat(source.Describe(), ": tensor '", name, "' has shape ",
+    return absl::InvalidArgumentError(Cat(Describe(), ": tensor '", name, "' has shape ",
                                           ShapeString(view.shape), " (", DTypeName(view.dtype),
                                           "), expected ", ShapeString(shape)));
   }
   return view;
+}
+
+absl::StatusOr<TensorView> GetChecked(const WeightSource& source, std::string_view name,
+                                      absl::Span<const int64_t> shape) {
+  return source.GetWithShape(name, shape);
 }
 
 }  // namespace kvasir

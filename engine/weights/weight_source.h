@@ -45,11 +45,14 @@ class WeightSource {
   // absent; InvalidArgument naming the tensor, the file and its type when the file stores it in a
   // type that has no DType (e.g. I64, Q6_K).
   virtual absl::StatusOr<TensorView> Get(std::string_view name) const = 0;
+  // Get(name), then checks that the shape equals `shape` exactly: InvalidArgument naming the
+  // tensor, the source, the expected and the actual shape otherwise. Sources that make tensors
+  // up (dummy weights) override it to make one of that shape.
+  virtual absl::StatusOr<TensorView> GetWithShape(std::string_view name,
+                                                  absl::Span<const int64_t> shape) const;
 };
 
-// Get(name), then checks that the shape equals `shape` exactly. InvalidArgument naming the tensor,
-// the source, the expected and the actual shape otherwise. Any DType is accepted; the caller
-// dispatches on view.dtype.
+// source.GetWithShape(name, shape). Any DType is accepted; the caller dispatches on view.dtype.
 absl::StatusOr<TensorView> GetChecked(const WeightSource& source, std::string_view name,
                                       absl::Span<const int64_t> shape);
 

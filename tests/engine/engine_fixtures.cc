@@ -48,24 +48,32 @@ EngineRequest GreedyRequest(const std::string& id, std::vector<int32_t> prompt,
 void CollectingSink::OnOutput(RequestOutput output) {
   std::lock_guard<std::mutex> lock(mu_);
   ++num_outputs_;
-  all_.token_ids.insert(all_.token_ids.end(), output.token_ids.begin(), output.token_ids.end());
-  all_.logprobs.insert(all_.logprobs.end(), output.logprobs.begin(), output.logprobs.end());
-  all_.text += output.text;
-  all_.usage = output.usage;
+  if (choices_.size() <= static_cast<size_t>(output.index)) choices_.resize(output.index + 1);
+  RequestOutput& all = choices_[output.index];
+  all.index = output.index;
+  all.token_ids.insert(all.token_ids.end(), output.token_ids.begin(), output.token_ids.end());
+  all.logprobs.insert(all.logprobs.end(), output.logprobs.begin(), output.logprobs.end());
+  all.text += output.text;
+  all.usage = output.usage;
   if (output.finish_reason != FinishReason::kNone) {
-    all_.finish_reason = output.finish_reason;
-    all_.error = output.error;
-    all_.stop_string = output.stop_string;
-    all_.stop_token = output.stop_token;
+    all.finish_reason = output.finish_reason;
+    all.error = output.error;
+    all.stop_string = output.stop_string;
+    all.stop_token = output.stop_token;
+  }
+  if (output.final_output) {
+    all.final_output = true;
     done_ = true;
     cv_.notify_all();
   }
 }
 
-RequestOutput CollectingSink::Wait() {
+RequestOutput CollectingSink::Wait() { return WaitAll().at(0); }
+
+std::vector<RequestOutput> CollectingSink::WaitAll() {
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait(lock, [&] { return done_; });
-  return all_;
+  return choices_;
 }
 
 int CollectingSink::num_outputs() {

@@ -20,18 +20,20 @@ std::string DefaultModelPath();
 // A greedy request that ignores the model's stop tokens (so its length is max_tokens).
 EngineRequest GreedyRequest(const std::string& id, std::vector<int32_t> prompt, int32_t max_tokens);
 
-// Collects a request's outputs; Wait() blocks until the final one.
+// Collects a request's outputs, per choice; Wait() blocks until the request's final one.
 class CollectingSink : public RequestSink {
  public:
   void OnOutput(RequestOutput output) override;
-  // Waits for the final output; returns it with all token ids and text concatenated.
+  // Waits for the final output; returns choice 0 with all its token ids and text concatenated.
   RequestOutput Wait();
+  // The same for every choice, by index.
+  std::vector<RequestOutput> WaitAll();
   int num_outputs();
 
  private:
   std::mutex mu_;
   std::condition_variable cv_;
-  RequestOutput all_;
+  std::vector<RequestOutput> choices_;
   int num_outputs_ = 0;
   bool done_ = false;
 };

@@ -9,7 +9,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 apt_pkgs=(build-essential cmake ninja-build pkg-config git unzip python3-venv
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libpcre2-dev libutf8proc-dev
-  libxxhash-dev clang-format)
+  libxxhash-dev clang-format
+  prometheus)  # promtool: tests/metrics checks the /metrics exposition with it
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

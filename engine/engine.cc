@@ -655,6 +655,7 @@ void Engine::Impl::Emit(RequestEventKind kind, const Sequence& seq, int64_t time
   RequestEvent e;
   e.kind = kind;
   e.request_id = seq.id;
+  e.uid = seq.uid;
   if (auto it = live_.find(seq.uid); it != live_.end()) e.index = it->second.index;
   e.time_ns = time_ns;
   e.step = step_;

@@ -26,6 +26,7 @@ struct RequestEvent {
   RequestEventKind kind = RequestEventKind::kArrived;
   std::string_view request_id;  // valid during the callback only
   int32_t index = 0;            // the choice (n > 1 requests emit events per choice)
+  uint64_t uid = 0;  // the choice's engine id, unique for the process lifetime (a map key)
   int64_t time_ns = 0;
   int64_t step = 0;  // steps completed before the event (kArrived: when the loop picked it up)
   int32_t num_prompt_tokens = 0;

@@ -63,9 +63,6 @@ absl::StatusOr<Histogram*> AddHistogram(Registry& r, std::string_view name, std:
 constexpr std::array<std::string_view, 5> kFinishReasonLabels = {"none", "stop", "length", "abort",
                                                                  "error"};
 
-// Debian's Abseil has its own absl::string_view, which its hash maps look up by.
-absl::string_view AsAbsl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
-
 double Seconds(int64_t from_ns, int64_t to_ns) {
   return static_cast<double>(std::max<int64_t>(0, to_ns - from_ns)) * 1e-9;
 }
@@ -210,7 +207,7 @@ absl::Status EngineMetrics::RegisterServerFamilies(const BuildInfo& build) {
 void EngineMetrics::OnRequestEvent(const RequestEvent& event) {
   if (event.kind == RequestEventKind::kArrived) return OnArrived(event);
   if (event.kind == RequestEventKind::kFinished) return OnFinished(event);
-  auto it = requests_.find(AsAbsl(event.request_id));
+  auto it = requests_.find(event.uid);
   if (it == requests_.end()) return;  // attached after the request arrived: nothing to time
   RequestState& state = it->second;
   switch (event.kind) {
@@ -232,8 +229,8 @@ void EngineMetrics::OnRequestEvent(const RequestEvent& event) {
 }
 
 void EngineMetrics::OnArrived(const RequestEvent& event) {
-  RequestState& state = requests_[std::string(event.request_id)];
-  if (state.preempted) s_.swapped->Decrement();  // an id reused without kFinished: start over
+  RequestState& state = requests_[event.uid];
+  if (state.preempted) s_.swapped->Decrement();  // a uid seen twice (tests): start over
   state = RequestState{.arrival_ns = event.time_ns};
   // Waiting until the step that schedules it reports (it runs right after admission).
   s_.waiting->Increment();
@@ -273,7 +270,7 @@ void EngineMetrics::OnFinished(const RequestEvent& event) {
   Counter* finished = reason < s_.finished.size() ? s_.finished[reason] : nullptr;
   if (finished == nullptr) finished = &f_.finished->WithLabels({"none"});
   finished->Increment();
-  auto it = requests_.find(AsAbsl(event.request_id));
+  auto it = requests_.find(event.uid);
   if (it == requests_.end()) return;
   const RequestState state = it->second;
   requests_.erase(it);

@@ -146,7 +146,7 @@ class EngineMetrics final : public EngineObserver {
   metrics::Gauge* stalled_seconds_ ABSL_GUARDED_BY(loads_mu_) = nullptr;
 
   // Engine thread only.
-  absl::flat_hash_map<std::string, RequestState> requests_;
+  absl::flat_hash_map<uint64_t, RequestState> requests_;  // by RequestEvent::uid (per choice)
   SchedulerCounters last_counters_;  // cumulative, from the previous step
 };
 

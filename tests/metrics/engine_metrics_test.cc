@@ -1,5 +1,6 @@
 #include "server/metrics/engine_metrics.h"
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -24,6 +25,7 @@ RequestEvent Event(RequestEventKind kind, std::string_view id, int64_t ms,
   RequestEvent e;
   e.kind = kind;
   e.request_id = id;
+  e.uid = std::hash<std::string_view>{}(id);  // one choice per id in these tests
   e.time_ns = ms * kMs;
   e.num_prompt_tokens = 4;
   e.finish_reason = reason;

@@ -1,6 +1,7 @@
 #include "tests/metrics/metrics_fixtures.h"
 
 #include <cstdlib>
+#include <functional>
 #include <string>
 
 namespace kvasir::testing {
@@ -11,6 +12,7 @@ RequestEvent Event(RequestEventKind kind, std::string_view id, int64_t ms, int32
   RequestEvent e;
   e.kind = kind;
   e.request_id = id;
+  e.uid = std::hash<std::string_view>{}(id);  // one choice per id in these tests
   e.time_ns = ms * kMs;
   e.num_prompt_tokens = prompt;
   e.num_generated_tokens = generated;

@@ -56,6 +56,9 @@ void ToProtoComplete(RequestOutput out, v1::Complete* complete);
 // A choice's non-final output as a Chunk.
 void ToProtoChunk(RequestOutput out, v1::Chunk* chunk);
 
+// One TokenLogprob per entry, each naming its own token (prompt logprobs).
+void ToProto(const std::vector<TokenLogprob>& logprobs,
+             google::protobuf::RepeatedPtrField<v1::TokenLogprob>* out);
 // One TokenLogprob per token id (logprobs is empty when the request did not ask for them).
 void ToProto(const std::vector<int32_t>& token_ids, const std::vector<TokenLogprob>& logprobs,
              google::protobuf::RepeatedPtrField<v1::TokenLogprob>* out);

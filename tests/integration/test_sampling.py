@@ -200,3 +200,23 @@ def test_n_out_of_range_is_invalid_argument(stub, stubs):
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "n must be" in err.value.details()
     assert_good_request_succeeds(stub, pb2)
+
+
+def test_prompt_logprobs_come_with_the_first_token_and_name_the_prompt_tokens(stub, stubs):
+    pb2, _ = stubs
+    prompt_ids = list(stub.Tokenize(pb2.TokenizeRequest(text=STORY), timeout=30).token_ids)
+    chunks, complete, _ = generate(stub, pb2, text=STORY, max_tokens=3, ignore_eos=True,
+                                   prompt_logprobs=3)
+    firsts = [c for c in chunks if c.prompt_logprobs]
+    assert len(firsts) == 1 and firsts[0] is chunks[0]
+    lps = firsts[0].prompt_logprobs
+    assert [lp.token_id for lp in lps] == prompt_ids[1:]
+    for lp in lps:
+        assert len(lp.top) == 3 and lp.logprob <= 0.0
+        assert lp.top[0].logprob >= lp.top[1].logprob >= lp.top[2].logprob
+        assert lp.logprob <= lp.top[0].logprob + 1e-6
+    assert complete.usage.cached_prompt_tokens == 0
+    with pytest.raises(grpc.RpcError) as err:
+        generate(stub, pb2, text=STORY, max_tokens=1, prompt_logprobs=21)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "prompt_logprobs" in err.value.details()

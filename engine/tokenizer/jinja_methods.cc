@@ -487,78 +487,89 @@ absl::StatusOr<bool> Contains(const Value& haystack, const Value& needle) {
   return false;
 }
 
+namespace {
+
+absl::StatusOr<Value> RaiseException(CallArgs& args) {
+  ArgReader a(args, "raise_exception()");
+  const Value* msg = a.Get(0, "message");
+  return absl::InvalidArgumentError(msg != nullptr ? msg->Str() : "raise_exception()");
+}
+
+absl::StatusOr<Value> StrftimeNow(CallArgs& args) {
+  ArgReader a(args, "strftime_now()");
+  KV_RETURN_IF_ERROR(a.Check(1, {"format"}));
+  KV_ASSIGN_OR_RETURN(std::string format, a.String(0, "format"));
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  localtime_r(&now, &tm);
+  char buf[512];
+  const size_t n = std::strftime(buf, sizeof(buf), format.c_str(), &tm);
+  return Value(std::string(buf, n));
+}
+
+// dict(mapping, **kwargs); namespace() also rejects underscore names, as transformers does.
+absl::StatusOr<Dict> MakeDict(const CallArgs& args, bool namespace_names) {
+  Dict d;
+  if (args.positional.size() > 1) return TypeError("expected at most 1 positional argument");
+  if (!args.positional.empty()) {
+    if (!args.positional[0].is_dict()) return TypeError("positional argument must be a dict");
+    d = args.positional[0].as_dict();
+  }
+  for (const auto& [k, v] : args.named) {
+    if (namespace_names && !k.empty() && k[0] == '_') {
+      return TypeError(absl::StrCat("namespace attribute '", k, "' starts with an underscore"));
+    }
+    bool replaced = false;
+    for (auto& kv : d) {
+      if (kv.first == k) kv.second = v, replaced = true;
+    }
+    if (!replaced) d.emplace_back(k, v);
+  }
+  return d;
+}
+
+absl::StatusOr<Value> NamespaceFn(CallArgs& args) {
+  KV_ASSIGN_OR_RETURN(Dict d, MakeDict(args, true));
+  auto ns = std::make_shared<Namespace>();
+  ns->attrs = std::move(d);
+  return Value(std::move(ns));
+}
+
+absl::StatusOr<Value> DictFn(CallArgs& args) {
+  KV_ASSIGN_OR_RETURN(Dict d, MakeDict(args, false));
+  return Value(std::move(d));
+}
+
+absl::StatusOr<Value> Range(CallArgs& args) {
+  ArgReader a(args, "range()");
+  KV_RETURN_IF_ERROR(a.Check(3, {}));
+  if (args.positional.empty()) return TypeError("range expected at least 1 argument, got 0");
+  KV_ASSIGN_OR_RETURN(int64_t first, a.Int(0, "", 0));
+  int64_t start = 0, stop = first;
+  if (args.positional.size() > 1) {
+    start = first;
+    KV_ASSIGN_OR_RETURN(stop, a.Int(1, "", 0));
+  }
+  KV_ASSIGN_OR_RETURN(int64_t step, a.Int(2, "", 1));
+  if (step == 0) return TypeError("range() arg 3 must not be zero");
+  List out;
+  for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
+    if (static_cast<int64_t>(out.size()) >= kMaxRange) {
+      return TypeError(absl::StrCat("range too big, maximum size for range is ", kMaxRange));
+    }
+    out.emplace_back(i);
+  }
+  return Value(std::move(out));
+}
+
+}  // namespace
+
 Dict Globals() {
-  Dict g;
-  g.emplace_back(
-      "raise_exception", Bound("raise_exception", [](CallArgs& args) -> absl::StatusOr<Value> {
-        ArgReader a(args, "raise_exception()");
-        const Value* msg = a.Get(0, "message");
-        return absl::InvalidArgumentError(msg != nullptr ? msg->Str() : "raise_exception()");
-      }));
-  g.emplace_back("strftime_now", Bound("strftime_now", [](CallArgs& args) -> absl::StatusOr<Value> {
-                   ArgReader a(args, "strftime_now()");
-                   KV_RETURN_IF_ERROR(a.Check(1, {"format"}));
-                   KV_ASSIGN_OR_RETURN(std::string format, a.String(0, "format"));
-                   const std::time_t now = std::time(nullptr);
-                   std::tm tm{};
-                   localtime_r(&now, &tm);
-                   char buf[512];
-                   const size_t n = std::strftime(buf, sizeof(buf), format.c_str(), &tm);
-                   return Value(std::string(buf, n));
-                 }));
-  auto make_dict = [](const CallArgs& args, bool namespace_names) -> absl::StatusOr<Dict> {
-    Dict d;
-    if (args.positional.size() > 1) return TypeError("expected at most 1 positional argument");
-    if (!args.positional.empty()) {
-      if (!args.positional[0].is_dict()) return TypeError("positional argument must be a dict");
-      d = args.positional[0].as_dict();
-    }
-    for (const auto& [k, v] : args.named) {
-      if (namespace_names && !k.empty() && k[0] == '_') {
-        return TypeError(absl::StrCat("namespace attribute '", k, "' starts with an underscore"));
-      }
-      bool replaced = false;
-      for (auto& kv : d) {
-        if (kv.first == k) kv.second = v, replaced = true;
-      }
-      if (!replaced) d.emplace_back(k, v);
-    }
-    return d;
-  };
-  g.emplace_back("namespace",
-                 Bound("namespace", [make_dict](CallArgs& args) -> absl::StatusOr<Value> {
-                   KV_ASSIGN_OR_RETURN(Dict d, make_dict(args, true));
-                   auto ns = std::make_shared<Namespace>();
-                   ns->attrs = std::move(d);
-                   return Value(std::move(ns));
-                 }));
-  g.emplace_back("dict", Bound("dict", [make_dict](CallArgs& args) -> absl::StatusOr<Value> {
-                   KV_ASSIGN_OR_RETURN(Dict d, make_dict(args, false));
-                   return Value(std::move(d));
-                 }));
-  g.emplace_back(
-      "range", Bound("range", [](CallArgs& args) -> absl::StatusOr<Value> {
-        ArgReader a(args, "range()");
-        KV_RETURN_IF_ERROR(a.Check(3, {}));
-        if (args.positional.empty()) return TypeError("range expected at least 1 argument, got 0");
-        KV_ASSIGN_OR_RETURN(int64_t first, a.Int(0, "", 0));
-        int64_t start = 0, stop = first;
-        if (args.positional.size() > 1) {
-          start = first;
-          KV_ASSIGN_OR_RETURN(stop, a.Int(1, "", 0));
-        }
-        KV_ASSIGN_OR_RETURN(int64_t step, a.Int(2, "", 1));
-        if (step == 0) return TypeError("range() arg 3 must not be zero");
-        List out;
-        for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
-          if (static_cast<int64_t>(out.size()) >= kMaxRange) {
-            return TypeError(absl::StrCat("range too big, maximum size for range is ", kMaxRange));
-          }
-          out.emplace_back(i);
-        }
-        return Value(std::move(out));
-      }));
-  return g;
+  return {{"raise_exception", Bound("raise_exception", RaiseException)},
+          {"strftime_now", Bound("strftime_now", StrftimeNow)},
+          {"namespace", Bound("namespace", NamespaceFn)},
+          {"dict", Bound("dict", DictFn)},
+          {"range", Bound("range", Range)}};
 }
 
 }  // namespace kvasir::jinja

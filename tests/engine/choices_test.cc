@@ -3,7 +3,6 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
-
 #include "engine/engine.h"
 #include "engine/weights/dummy_weights.h"
 #include "gtest/gtest.h"

@@ -147,7 +147,7 @@ class EngineMetrics final : public EngineObserver {
 
   // Engine thread only.
   absl::flat_hash_map<uint64_t, RequestState> requests_;  // by RequestEvent::uid (per choice)
-  SchedulerCounters last_counters_;  // cumulative, from the previous step
+  SchedulerCounters last_counters_;                       // cumulative, from the previous step
 };
 
 }  // namespace kvasir

@@ -18,6 +18,7 @@
 #include "engine/model_runner.h"
 #include "engine/sampler.h"
 #include "engine/stop_strings.h"
+#include "engine/tokenizer/chat_template.h"
 #include "engine/util/status_macros.h"
 #include "kernels/check.h"
 #include "kernels/cpu/cpu_features.h"
@@ -136,6 +137,19 @@ constexpr size_t kMaxStopTokenIds = 128;
 constexpr int32_t kMaxLogprobs = 20;
 constexpr int32_t kMaxChoices = 64;
 
+absl::StatusOr<ChatTemplate> ParseChatTemplate(const LoadedModel& model) {
+  if (model.tokenizer == nullptr || model.tokenizer->chat_template().empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the model ", model.name, " has no chat template"));
+  }
+  absl::StatusOr<ChatTemplate> t = ChatTemplate::Parse(model.tokenizer->chat_template());
+  if (!t.ok()) {
+    return absl::Status(t.status().code(), absl::StrCat("the chat template of ", model.name,
+                                                        " cannot be used: ", t.status().message()));
+  }
+  return t;
+}
+
 }  // namespace
 
 class Engine::Impl {
@@ -150,6 +164,7 @@ class Engine::Impl {
 
   ModelInfo info;
   LoadedModel model;
+  absl::StatusOr<ChatTemplate> chat_template = absl::FailedPreconditionError("not loaded");
 
  private:
   absl::Status Validate(const EngineRequest& r) const;
@@ -248,6 +263,7 @@ absl::Status Engine::Impl::Init(const EngineOptions& options) {
   if (model.tokenizer) {
     for (int32_t id : model.tokenizer->stop_ids()) stop_ids_.insert(id);
   }
+  chat_template = ParseChatTemplate(model);
   info.name = model.name;
   info.architecture = c.architecture;
   info.format = model.format;
@@ -778,5 +794,9 @@ void Engine::Shutdown() { impl_->Shutdown(); }
 const ModelInfo& Engine::model_info() const { return impl_->info; }
 EngineLoads Engine::GetLoads() const { return impl_->GetLoads(); }
 const Tokenizer* Engine::tokenizer() const { return impl_->model.tokenizer.get(); }
+absl::StatusOr<const ChatTemplate*> Engine::chat_template() const {
+  if (!impl_->chat_template.ok()) return impl_->chat_template.status();
+  return &*impl_->chat_template;
+}
 
 }  // namespace kvasir

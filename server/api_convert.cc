@@ -14,6 +14,7 @@
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/stubs/common.h"
 #include "google/protobuf/wire_format_lite.h"
+#include "server/chat_prompt.h"
 
 namespace kvasir::server {
 
@@ -108,8 +109,19 @@ absl::StatusOr<std::vector<int32_t>> TokenizeText(const Tokenizer* tokenizer,
   return tokenizer->Encode(text, add_special_tokens);
 }
 
+absl::StatusOr<std::vector<int32_t>> ChatIds(const v1::ChatMessages& chat, const Engine& engine) {
+  std::vector<ChatMessage> messages;
+  messages.reserve(chat.messages_size());
+  for (const v1::ChatMessage& m : chat.messages()) messages.push_back({m.role(), m.content()});
+  ChatPromptOptions options;
+  options.add_generation_prompt =
+      chat.has_add_generation_prompt() ? chat.add_generation_prompt() : true;
+  return ChatPromptIds(engine, messages, options);
+}
+
 absl::StatusOr<EngineRequest> ToEngineRequest(const v1::GenerateRequest& request,
-                                              std::string request_id, const Tokenizer* tokenizer) {
+                                              std::string request_id, const Engine& engine) {
+  const Tokenizer* tokenizer = engine.tokenizer();
   EngineRequest out;
   out.id = std::move(request_id);
   switch (request.input_case()) {
@@ -127,9 +139,12 @@ absl::StatusOr<EngineRequest> ToEngineRequest(const v1::GenerateRequest& request
       }
       out.prompt_ids.assign(request.token_ids().ids().begin(), request.token_ids().ids().end());
       break;
-    case v1::GenerateRequest::kMessages:
-      return absl::UnimplementedError(
-          "messages: chat templates are not supported yet; send text or token_ids");
+    case v1::GenerateRequest::kMessages: {
+      auto ids = ChatIds(request.messages(), engine);
+      if (!ids.ok()) return ids.status();
+      out.prompt_ids = *std::move(ids);
+      break;
+    }
     case v1::GenerateRequest::INPUT_NOT_SET:
       return absl::InvalidArgumentError("input: set one of text, token_ids or messages");
   }

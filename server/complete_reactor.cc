@@ -21,8 +21,7 @@ constexpr char kRetryAfterMs[] = "500";
 absl::Status SubmitGenerate(Engine* engine, const v1::GenerateRequest& request,
                             const std::string& request_id, std::shared_ptr<RequestSink> sink,
                             grpc::CallbackServerContext* context) {
-  absl::StatusOr<EngineRequest> engine_request =
-      ToEngineRequest(request, request_id, *engine);
+  absl::StatusOr<EngineRequest> engine_request = ToEngineRequest(request, request_id, *engine);
   absl::Status status = engine_request.status();
   if (status.ok()) status = engine->Submit(*std::move(engine_request), std::move(sink));
   if (status.code() == absl::StatusCode::kResourceExhausted) {

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "server/grpc_metrics.h"
 
 namespace kvasir::server {
 
@@ -24,7 +25,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const GrpcServerOp
   std::unique_ptr<GrpcServer> server(new GrpcServer());
   server->engine_ = engine;
   server->stall_timeout_ = options.stall_timeout;
-  server->service_ = std::make_unique<KvasirService>(engine);
+  server->service_ = std::make_unique<KvasirService>(engine, options.metrics.get());
   // IPv6 literals need brackets in a gRPC address.
   const std::string host =
       (options.host.find(':') != std::string::npos && options.host.front() != '[')
@@ -46,6 +47,11 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const GrpcServerOp
   }
   builder.AddListeningPort(requested, grpc::InsecureServerCredentials(), &server->port_);
   builder.RegisterService(server->service_.get());
+  if (options.metrics != nullptr) {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    creators.push_back(NewGrpcMetricsInterceptor(options.metrics));
+    builder.experimental().SetInterceptorCreators(std::move(creators));
+  }
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(

@@ -14,6 +14,10 @@
 #include "grpcpp/grpcpp.h"
 #include "server/kvasir_service.h"
 
+namespace kvasir {
+class EngineMetrics;
+}  // namespace kvasir
+
 namespace kvasir::server {
 
 struct GrpcServerOptions {
@@ -25,6 +29,8 @@ struct GrpcServerOptions {
   int keepalive_timeout_ms = 10000;   // and closes them when a ping is not answered
   int max_connection_age_ms = 0;      // 0 = forever; >0 spreads clients behind a Service
   absl::Duration stall_timeout = absl::Seconds(60);  // watchdog: readiness off past this
+  // Counts calls by method and status, and refused requests; null = no metrics.
+  std::shared_ptr<EngineMetrics> metrics;
 };
 
 class GrpcServer {

@@ -12,6 +12,7 @@
 #include "server/api_convert.h"
 #include "server/complete_reactor.h"
 #include "server/generate_reactor.h"
+#include "server/metrics/engine_metrics.h"
 #include "server/status_map.h"
 
 namespace kvasir::server {
@@ -43,18 +44,22 @@ class RefusedWriteReactor final : public grpc::ServerWriteReactor<grpc::ByteBuff
   void OnDone() override { delete this; }
 };
 
+absl::Status ShuttingDown() { return absl::UnavailableError("the server is shutting down"); }
+
 }  // namespace
+
+grpc::Status KvasirService::Refuse(const absl::Status& status) {
+  if (metrics_ != nullptr) metrics_->RecordRejected(status);
+  return ToGrpcStatus(status);
+}
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* KvasirService::Generate(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
-  if (draining_.load()) {
-    return new RefusedWriteReactor(
-        grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
-  }
   v1::GenerateRequest parsed;
-  const absl::Status status = ParseRequest(*request, &parsed);
-  if (!status.ok()) return new RefusedWriteReactor(ToGrpcStatus(status));  // deletes itself
-  return new GenerateReactor(engine_, context, parsed, live_calls_);  // deletes itself in OnDone
+  const absl::Status status = draining_.load() ? ShuttingDown() : ParseRequest(*request, &parsed);
+  if (!status.ok()) return new RefusedWriteReactor(Refuse(status));  // deletes itself
+  return new GenerateReactor(engine_, metrics_, context, parsed,
+                             live_calls_);  // deletes itself in OnDone
 }
 
 grpc::ServerUnaryReactor* KvasirService::Tokenize(grpc::CallbackServerContext* context,
@@ -85,17 +90,13 @@ grpc::ServerUnaryReactor* KvasirService::Complete(grpc::CallbackServerContext* c
                                                   const grpc::ByteBuffer* request,
                                                   grpc::ByteBuffer* response) {
   v1::GenerateRequest parsed;
-  if (draining_.load()) {
+  if (absl::Status status = draining_.load() ? ShuttingDown() : ParseRequest(*request, &parsed);
+      !status.ok()) {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
+    reactor->Finish(Refuse(status));
     return reactor;
   }
-  if (absl::Status status = ParseRequest(*request, &parsed); !status.ok()) {
-    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(ToGrpcStatus(status));
-    return reactor;
-  }
-  return new CompleteReactor(engine_, context, parsed, response,
+  return new CompleteReactor(engine_, metrics_, context, parsed, response,
                              live_calls_);  // deletes itself in OnDone
 }
 

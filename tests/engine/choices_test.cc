@@ -1,5 +1,7 @@
 // n > 1 (choices sharing the prompt's KV), stream_interval, and dummy weights, through the engine.
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -140,7 +142,12 @@ TEST(ChoicesTest, AbortEndsEveryChoiceIncludingThoseNotStartedWithOneFinalOutput
   auto again = std::make_shared<CollectingSink>();
   ASSERT_TRUE(e->Submit(SampledRequest("long", 2), again).ok());
   EXPECT_EQ(again->WaitAll().size(), 2u);
+  // Loads are published once per loop iteration, after the step that finished it.
+  for (int i = 0; i < 10000 && e->GetLoads().num_running > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   EXPECT_EQ(e->GetLoads().num_running, 0);
+  EXPECT_EQ(e->GetLoads().kv_usage, 0.0);
 }
 
 TEST(ChoicesTest, NOutsideOneToSixtyFourIsRejected) {

@@ -1,8 +1,8 @@
 // n > 1 (choices sharing the prompt's KV), stream_interval, and dummy weights, through the engine.
 #include <algorithm>
 #include <chrono>
-#include <thread>
 #include <set>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "engine/engine.h"

@@ -9,17 +9,17 @@ namespace {
 absl::Status ValidateMessages(const std::vector<ChatMessage>& messages) {
   if (messages.empty()) return absl::InvalidArgumentError("messages is empty");
   if (messages.size() > kMaxChatMessages) {
-    return absl::InvalidArgumentError(absl::StrCat("messages: at most ", kMaxChatMessages,
-                                                   " messages, got ", messages.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("messages: at most ", kMaxChatMessages, " messages, got ", messages.size()));
   }
   for (size_t i = 0; i < messages.size(); ++i) {
     const ChatMessage& m = messages[i];
     if (m.role.empty()) {
       return absl::InvalidArgumentError(absl::StrCat("messages[", i, "].role is empty"));
     }
-    for (const auto& [field, text] :
-         {std::pair<const char*, std::string_view>{"role", m.role}, {"content", m.content},
-          {"reasoning_content", m.reasoning_content.value_or("")}}) {
+    for (const auto& [field, text] : {std::pair<const char*, std::string_view>{"role", m.role},
+                                      {"content", m.content},
+                                      {"reasoning_content", m.reasoning_content.value_or("")}}) {
       if (!IsValidUtf8(text)) {
         return absl::InvalidArgumentError(
             absl::StrCat("messages[", i, "].", field, " is not valid UTF-8"));

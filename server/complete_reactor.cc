@@ -20,8 +20,8 @@ constexpr char kRetryAfterMs[] = "500";
 }  // namespace
 
 absl::Status SubmitGenerate(Engine* engine, EngineMetrics* metrics,
-                            const v1::GenerateRequest& request,
-                            const std::string& request_id, std::shared_ptr<RequestSink> sink,
+                            const v1::GenerateRequest& request, const std::string& request_id,
+                            std::shared_ptr<RequestSink> sink,
                             grpc::CallbackServerContext* context) {
   absl::StatusOr<EngineRequest> engine_request = ToEngineRequest(request, request_id, *engine);
   absl::Status status = engine_request.status();
@@ -100,9 +100,8 @@ CompleteReactor::CompleteReactor(Engine* engine, EngineMetrics* metrics,
       state_(std::make_shared<State>()) {
   state_->response = response;
   state_->request_id = request_id_;
-  const absl::Status status =
-      SubmitGenerate(engine_, metrics, request, request_id_, std::make_shared<Sink>(this, state_),
-                     context);
+  const absl::Status status = SubmitGenerate(engine_, metrics, request, request_id_,
+                                             std::make_shared<Sink>(this, state_), context);
   if (!status.ok()) {
     {
       // Nothing reached the engine: a later cancel must not abort a request of the same id.

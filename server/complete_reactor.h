@@ -52,8 +52,8 @@ class CompleteReactor final : public grpc::ServerUnaryReactor {
 // because its waiting queue is full, adds the `retry-after-ms` trailing metadata to the call.
 // A refusal is counted in `metrics` (may be null) by reason.
 absl::Status SubmitGenerate(Engine* engine, EngineMetrics* metrics,
-                            const v1::GenerateRequest& request,
-                            const std::string& request_id, std::shared_ptr<RequestSink> sink,
+                            const v1::GenerateRequest& request, const std::string& request_id,
+                            std::shared_ptr<RequestSink> sink,
                             grpc::CallbackServerContext* context);
 
 }  // namespace kvasir::server

@@ -180,9 +180,8 @@ GenerateReactor::GenerateReactor(Engine* engine, EngineMetrics* metrics,
       request_id_(RequestIdFor(*context, request)),
       state_(std::make_shared<State>()) {
   state_->request_id = request_id_;
-  const absl::Status status =
-      SubmitGenerate(engine_, metrics, request, request_id_, std::make_shared<Sink>(this, state_),
-                     context);
+  const absl::Status status = SubmitGenerate(engine_, metrics, request, request_id_,
+                                             std::make_shared<Sink>(this, state_), context);
   if (!status.ok()) {
     // The engine took nothing: no sink call will come. Finish now (gRPC queues it until bound).
     {

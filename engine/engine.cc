@@ -108,7 +108,7 @@ struct Live {
   // Penalty history, kept only when a penalty needs it.
   absl::flat_hash_set<int32_t> prompt_tokens;
   absl::flat_hash_map<int32_t, int32_t> output_counts;
-  RequestOutput unsent;  // tokens held back by stream_interval
+  RequestOutput unsent;                       // tokens held back by stream_interval
   std::vector<TokenLogprob> prompt_logprobs;  // computed so far (prompt_logprobs requests)
 };
 
@@ -143,9 +143,9 @@ absl::StatusOr<ChatTemplate> ParseChatTemplate(const LoadedModel& model) {
         absl::StrCat("the model ", model.name, " has no chat template"));
   }
   absl::StatusOr<ChatTemplate> t = ChatTemplate::Parse(model.tokenizer->chat_template());
-  if (!t.ok()) {
-    return absl::Status(t.status().code(), absl::StrCat("the chat template of ", model.name,
-                                                        " cannot be used: ", t.status().message()));
+  if (!t.ok()) {  // the server's model, not the request, is at fault
+    return absl::FailedPreconditionError(absl::StrCat("the chat template of ", model.name,
+                                                      " cannot be used: ", t.status().message()));
   }
   return t;
 }
@@ -642,7 +642,10 @@ void Engine::Impl::Step() {
     RequestOutput out;
     out.index = live.index;
     out.token_ids.push_back(token);
-    if (seq->num_generated() == 1) out.prompt_logprobs = std::move(live.prompt_logprobs);
+    if (seq->num_generated() == 1 && seq->needs_prompt_logits) {
+      out.prompt_logprobs = std::move(live.prompt_logprobs);
+      seq->needs_prompt_logits = false;  // sent: a recompute after preemption may use the cache
+    }
     if (req.logprobs.has_value()) {
       TokenLogprobs lp = Sampler::Logprobs(raw, vocab, token, *req.logprobs);
       out.logprobs.push_back({token, lp.logprob, std::move(lp.top)});
@@ -689,8 +692,8 @@ void Engine::Impl::CollectPromptLogprobs(const ScheduledSequence& ss, const floa
     // prompt is computed again: keep the first result of each position.
     const int32_t p = ss.start_position + j;
     if (p < static_cast<int32_t>(live.prompt_logprobs.size())) continue;
-    TokenLogprobs lp =
-        Sampler::Logprobs(rows + j * vocab, vocab, seq->tokens[p + 1], *live.request.prompt_logprobs);
+    TokenLogprobs lp = Sampler::Logprobs(rows + j * vocab, vocab, seq->tokens[p + 1],
+                                         *live.request.prompt_logprobs);
     live.prompt_logprobs.push_back({seq->tokens[p + 1], lp.logprob, std::move(lp.top)});
   }
 }

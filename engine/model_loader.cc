@@ -68,7 +68,7 @@ absl::StatusOr<LoadedModel> LoadDummyModel(const std::string& path) {
     m.name = absl::StrCat("dummy:", ModelName(path));
     KV_ASSIGN_OR_RETURN(m.config, ParseHfConfig((dir / "config.json").string()));
   } else if (dir.extension() == ".json") {
-    dir = dir.parent_path();
+    dir = fs::absolute(dir, ec).parent_path();
     m.name = absl::StrCat("dummy:", dir.filename().string());
     KV_ASSIGN_OR_RETURN(m.config, ParseHfConfig(path));
   } else {

@@ -17,9 +17,10 @@ absl::Status ValidateMessages(const std::vector<ChatMessage>& messages) {
     if (m.role.empty()) {
       return absl::InvalidArgumentError(absl::StrCat("messages[", i, "].role is empty"));
     }
+    const std::string& reasoning = m.reasoning_content ? *m.reasoning_content : m.role;
     for (const auto& [field, text] : {std::pair<const char*, std::string_view>{"role", m.role},
                                       {"content", m.content},
-                                      {"reasoning_content", m.reasoning_content.value_or("")}}) {
+                                      {"reasoning_content", reasoning}}) {
       if (!IsValidUtf8(text)) {
         return absl::InvalidArgumentError(
             absl::StrCat("messages[", i, "].", field, " is not valid UTF-8"));
@@ -48,6 +49,11 @@ absl::StatusOr<std::vector<int32_t>> ChatPromptIds(const Engine& engine,
   input.pad_token = special.pad;
   input.kwargs = options.kwargs;
   absl::StatusOr<std::string> text = (*chat_template)->Render(input);
+  if (text.status().code() == absl::StatusCode::kResourceExhausted) {
+    // The request's own size, not the server's load: retrying cannot help.
+    return absl::InvalidArgumentError(
+        absl::StrCat("messages: rendering the chat template ", text.status().message()));
+  }
   if (!text.ok()) return text.status();
   if (text->empty()) {
     return absl::InvalidArgumentError("messages: the chat template rendered an empty prompt");

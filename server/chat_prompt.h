@@ -21,9 +21,9 @@ struct ChatPromptOptions {
 inline constexpr size_t kMaxChatMessages = 4096;
 
 // InvalidArgument naming the message and field: no messages, more than kMaxChatMessages, an
-// empty role, text that is not valid UTF-8, or a template error (raise_exception's message);
-// FailedPrecondition when the model has no (usable) chat template; ResourceExhausted when the
-// rendering exceeds the template limits.
+// empty role, text that is not valid UTF-8, a template error (raise_exception's message), or a
+// rendering that exceeds the template's limits; FailedPrecondition when the model has no
+// (usable) chat template.
 absl::StatusOr<std::vector<int32_t>> ChatPromptIds(const Engine& engine,
                                                    const std::vector<ChatMessage>& messages,
                                                    const ChatPromptOptions& options);

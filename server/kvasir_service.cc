@@ -55,7 +55,13 @@ absl::Status KvasirService::Admissible(const Engine* engine) const {
 }
 
 grpc::Status KvasirService::Refuse(const absl::Status& status) {
-  if (metrics_ != nullptr) metrics_->RecordRejected(status);
+  if (metrics_ != nullptr) {
+    if (engine_.load() == nullptr) {
+      metrics_->RecordRejected("loading");
+    } else {
+      metrics_->RecordRejected(status);
+    }
+  }
   return ToGrpcStatus(status);
 }
 

@@ -245,7 +245,7 @@ void EngineMetrics::OnToken(const RequestEvent& event, RequestState& state) {
     if (state.scheduled_ns != 0) {
       s_.prefill_time->Observe(Seconds(state.scheduled_ns, event.time_ns));
     }
-    s_.prompt_tokens->Increment(event.num_prompt_tokens);
+    if (event.index == 0) s_.prompt_tokens->Increment(event.num_prompt_tokens);  // once for n
   } else {
     // After a preemption this gap includes the recompute: it is what the client waited.
     s_.inter_token->Observe(Seconds(state.last_token_ns, event.time_ns));
@@ -279,7 +279,7 @@ void EngineMetrics::OnFinished(const RequestEvent& event) {
   if (state.first_token_ns != 0) {
     s_.decode_time->Observe(Seconds(state.first_token_ns, state.last_token_ns));
   }
-  s_.prompt_length->Observe(event.num_prompt_tokens);
+  if (event.index == 0) s_.prompt_length->Observe(event.num_prompt_tokens);  // once for n
   s_.generation_length->Observe(event.num_generated_tokens);
   if (state.preempted) s_.swapped->Decrement();
   if (requests_.empty()) {

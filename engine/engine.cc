@@ -18,6 +18,7 @@
 #include "engine/model_runner.h"
 #include "engine/sampler.h"
 #include "engine/stop_strings.h"
+#include "engine/tokenizer/chat_template.h"
 #include "engine/util/status_macros.h"
 #include "kernels/check.h"
 #include "kernels/cpu/cpu_features.h"
@@ -42,6 +43,7 @@ const char* FinishReasonName(FinishReason r) {
 }
 
 void AppendOutput(RequestOutput& into, RequestOutput&& next) {
+  if (!next.prompt_logprobs.empty()) into.prompt_logprobs = std::move(next.prompt_logprobs);
   into.token_ids.insert(into.token_ids.end(), next.token_ids.begin(), next.token_ids.end());
   into.logprobs.insert(into.logprobs.end(), std::make_move_iterator(next.logprobs.begin()),
                        std::make_move_iterator(next.logprobs.end()));
@@ -107,6 +109,7 @@ struct Live {
   absl::flat_hash_set<int32_t> prompt_tokens;
   absl::flat_hash_map<int32_t, int32_t> output_counts;
   RequestOutput unsent;  // tokens held back by stream_interval
+  std::vector<TokenLogprob> prompt_logprobs;  // computed so far (prompt_logprobs requests)
 };
 
 // The choices of one request, loop thread only.
@@ -134,6 +137,19 @@ constexpr size_t kMaxStopTokenIds = 128;
 constexpr int32_t kMaxLogprobs = 20;
 constexpr int32_t kMaxChoices = 64;
 
+absl::StatusOr<ChatTemplate> ParseChatTemplate(const LoadedModel& model) {
+  if (model.tokenizer == nullptr || model.tokenizer->chat_template().empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the model ", model.name, " has no chat template"));
+  }
+  absl::StatusOr<ChatTemplate> t = ChatTemplate::Parse(model.tokenizer->chat_template());
+  if (!t.ok()) {
+    return absl::Status(t.status().code(), absl::StrCat("the chat template of ", model.name,
+                                                        " cannot be used: ", t.status().message()));
+  }
+  return t;
+}
+
 }  // namespace
 
 class Engine::Impl {
@@ -148,6 +164,7 @@ class Engine::Impl {
 
   ModelInfo info;
   LoadedModel model;
+  absl::StatusOr<ChatTemplate> chat_template = absl::FailedPreconditionError("not loaded");
 
  private:
   absl::Status Validate(const EngineRequest& r) const;
@@ -162,6 +179,8 @@ class Engine::Impl {
   void PublishLoads();
   // Sends the final output and forgets the request.
   void Finish(uint64_t uid, FinishReason reason, RequestOutput out);
+  // Prompt logprobs from the rows of a sequence's prompt positions in this step.
+  void CollectPromptLogprobs(const ScheduledSequence& ss, const float* rows);
   void Emit(RequestEventKind kind, const Sequence& seq, int64_t time_ns,
             FinishReason reason = FinishReason::kNone);
 
@@ -244,6 +263,7 @@ absl::Status Engine::Impl::Init(const EngineOptions& options) {
   if (model.tokenizer) {
     for (int32_t id : model.tokenizer->stop_ids()) stop_ids_.insert(id);
   }
+  chat_template = ParseChatTemplate(model);
   info.name = model.name;
   info.architecture = c.architecture;
   info.format = model.format;
@@ -347,6 +367,11 @@ absl::Status Engine::Impl::Validate(const EngineRequest& r) const {
   if (r.logprobs.has_value() && (*r.logprobs < 0 || *r.logprobs > kMaxLogprobs)) {
     return absl::InvalidArgumentError(
         absl::StrCat("logprobs must be in [0, ", kMaxLogprobs, "], got ", *r.logprobs));
+  }
+  if (r.prompt_logprobs.has_value() &&
+      (*r.prompt_logprobs < 0 || *r.prompt_logprobs > kMaxLogprobs)) {
+    return absl::InvalidArgumentError(absl::StrCat("prompt_logprobs must be in [0, ", kMaxLogprobs,
+                                                   "], got ", *r.prompt_logprobs));
   }
   if (!r.stop.empty() && model.tokenizer == nullptr) {
     return absl::InvalidArgumentError("stop strings need a tokenizer, and this model has none");
@@ -494,6 +519,7 @@ void Engine::Impl::Admit(std::vector<Pending>& pending) {
       seq->priority = r.priority;
       seq->arrival = uid;
       seq->cache_salt = r.cache_salt;
+      seq->needs_prompt_logits = index == 0 && r.prompt_logprobs.has_value();
       Live& live = live_.emplace(uid, NewLive(r, index, p)).first->second;
       live.timings.arrival_ns = p.arrival_ns;
       group.uids.push_back(uid);
@@ -586,6 +612,10 @@ void Engine::Impl::Step() {
   const int64_t vocab = info.vocab_size;
   int64_t row = 0;
   for (const ScheduledSequence& ss : batch.seqs) {
+    if (ss.num_prompt_logit_rows > 0) {
+      CollectPromptLogprobs(ss, logits.data() + row * vocab);
+      row += ss.num_prompt_logit_rows;
+    }
     if (!ss.samples) continue;
     Live& live = live_.at(ss.uid);
     Sequence* seq = scheduler_->Find(ss.uid);
@@ -612,9 +642,10 @@ void Engine::Impl::Step() {
     RequestOutput out;
     out.index = live.index;
     out.token_ids.push_back(token);
+    if (seq->num_generated() == 1) out.prompt_logprobs = std::move(live.prompt_logprobs);
     if (req.logprobs.has_value()) {
       TokenLogprobs lp = Sampler::Logprobs(raw, vocab, token, *req.logprobs);
-      out.logprobs.push_back({lp.logprob, std::move(lp.top)});
+      out.logprobs.push_back({token, lp.logprob, std::move(lp.top)});
     }
     const bool stop_token = std::binary_search(live.stop_ids.begin(), live.stop_ids.end(), token);
     if (live.detokenizer) out.text = live.detokenizer->Push(token);
@@ -646,6 +677,21 @@ void Engine::Impl::Step() {
       out = std::exchange(live.unsent, RequestOutput());
     }
     live.sink->OnOutput(std::move(out));
+  }
+}
+
+void Engine::Impl::CollectPromptLogprobs(const ScheduledSequence& ss, const float* rows) {
+  Live& live = live_.at(ss.uid);
+  const Sequence* seq = scheduler_->Find(ss.uid);
+  const int64_t vocab = info.vocab_size;
+  for (int32_t j = 0; j < ss.num_prompt_logit_rows; ++j) {
+    // Position p's logits give the log-probability of token p + 1. After a preemption the
+    // prompt is computed again: keep the first result of each position.
+    const int32_t p = ss.start_position + j;
+    if (p < static_cast<int32_t>(live.prompt_logprobs.size())) continue;
+    TokenLogprobs lp =
+        Sampler::Logprobs(rows + j * vocab, vocab, seq->tokens[p + 1], *live.request.prompt_logprobs);
+    live.prompt_logprobs.push_back({seq->tokens[p + 1], lp.logprob, std::move(lp.top)});
   }
 }
 
@@ -748,5 +794,9 @@ void Engine::Shutdown() { impl_->Shutdown(); }
 const ModelInfo& Engine::model_info() const { return impl_->info; }
 EngineLoads Engine::GetLoads() const { return impl_->GetLoads(); }
 const Tokenizer* Engine::tokenizer() const { return impl_->model.tokenizer.get(); }
+absl::StatusOr<const ChatTemplate*> Engine::chat_template() const {
+  if (!impl_->chat_template.ok()) return impl_->chat_template.status();
+  return &*impl_->chat_template;
+}
 
 }  // namespace kvasir

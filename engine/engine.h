@@ -17,6 +17,7 @@
 
 namespace kvasir {
 
+class ChatTemplate;
 class Tokenizer;
 
 struct EngineOptions {
@@ -106,6 +107,9 @@ class Engine {
   const ModelInfo& model_info() const;
   // Null when the model has no tokenizer files (a bare safetensors directory).
   const Tokenizer* tokenizer() const;
+  // The model's chat template, parsed once at load. FailedPrecondition when the model has none
+  // (or no tokenizer); InvalidArgument naming the line when it does not parse.
+  absl::StatusOr<const ChatTemplate*> chat_template() const;
 
  private:
   class Impl;

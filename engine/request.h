@@ -49,6 +49,10 @@ struct EngineRequest {
   // Set: each output token carries its log-probability and this many top alternatives (0..20),
   // under the model's distribution (raw logits, before sampling parameters).
   std::optional<int32_t> logprobs;
+  // Set: the prompt's tokens from the second on carry their log-probability and this many top
+  // alternatives (0..20), sent with choice 0's first token. The request then computes its whole
+  // prompt (no prefix-cache reuse: cached blocks have no logits).
+  std::optional<int32_t> prompt_logprobs;
   int32_t priority = 0;  // lower runs first (used by the scheduler)
   // Prefix-cache isolation: only requests with the same salt share cached KV blocks.
   std::string cache_salt;
@@ -72,7 +76,8 @@ struct Usage {
 };
 
 struct TokenLogprob {
-  float logprob = 0.0f;                        // of the generated token
+  int32_t token_id = -1;  // the token (set in prompt_logprobs; else the output's token_ids[i])
+  float logprob = 0.0f;   // of the token
   std::vector<std::pair<int32_t, float>> top;  // the most likely tokens and theirs, best first
 };
 
@@ -85,6 +90,9 @@ struct RequestOutput {
   bool final_output = false;           // the request's last message
   std::vector<int32_t> token_ids;      // tokens generated since the previous output
   std::vector<TokenLogprob> logprobs;  // one per token id, when the request asked for logprobs
+  // prompt_logprobs requests, on choice 0's output with its first token: prompt tokens 1..P-1
+  // (the first token has no logprob), each as TokenLogprob of prompt_ids[i].
+  std::vector<TokenLogprob> prompt_logprobs;
   std::string text;  // text completed since the previous output (whole UTF-8 only)
   FinishReason finish_reason = FinishReason::kNone;
   std::string stop_string;  // kStop by a stop string: which one

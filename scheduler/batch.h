@@ -14,6 +14,9 @@ struct ScheduledSequence {
   int32_t start_position = 0;  // position of the first token computed this step
   int32_t num_new_tokens = 0;  // tokens computed this step (a prefill chunk, or 1 for a decode)
   bool samples = false;        // this step reaches the sequence's last token: sample the next
+  // Logit rows of prompt positions before the last (Sequence::needs_prompt_logits): positions
+  // start_position .. start_position + num_prompt_logit_rows - 1; they precede the sample row.
+  int32_t num_prompt_logit_rows = 0;
 };
 
 struct StepBatch {
@@ -27,7 +30,8 @@ struct StepBatch {
   std::vector<int32_t> seq_lens;            // [num_seqs] context length after this step
   std::vector<int32_t> block_table_indptr;  // [num_seqs + 1]
   std::vector<int32_t> block_table;         // [block_table_indptr[num_seqs]]
-  // Token rows whose logits are needed (the last token of each sampling sequence), in seqs order.
+  // Token rows whose logits are needed, in seqs order: per sequence its prompt logit rows, then
+  // the last token's row when it samples.
   std::vector<int32_t> logits_indices;
 
   int32_t num_seqs() const { return static_cast<int32_t>(seqs.size()); }

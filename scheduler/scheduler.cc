@@ -114,7 +114,8 @@ StepBatch Scheduler::Schedule() {
     for (size_t i = 0; i < waiting_.size() && budget > 0 &&
                        static_cast<int32_t>(running_.size()) < config_.max_num_seqs;) {
       Sequence* s = waiting_[i];
-      const std::vector<int32_t> cached = kv_->FindCachedPrefix(*s);
+      const std::vector<int32_t> cached =
+          s->needs_prompt_logits ? std::vector<int32_t>() : kv_->FindCachedPrefix(*s);
       const int32_t computed = static_cast<int32_t>(cached.size()) * bs;
       const int32_t left = s->num_tokens() - computed;
       const bool is_long = left > long_chunk_;
@@ -171,6 +172,12 @@ void Scheduler::Append(StepBatch& batch, Sequence& seq, int32_t num_new_tokens) 
   ss.start_position = start;
   ss.num_new_tokens = num_new_tokens;
   ss.samples = start + num_new_tokens == seq.num_tokens();
+  if (seq.needs_prompt_logits) {
+    const int32_t first_row = batch.num_tokens() - num_new_tokens;
+    const int32_t end = std::min(start + num_new_tokens, seq.num_prompt_tokens - 1);
+    for (int32_t t = start; t < end; ++t) batch.logits_indices.push_back(first_row + t - start);
+    ss.num_prompt_logit_rows = std::max(0, end - start);
+  }
   if (ss.samples) batch.logits_indices.push_back(batch.num_tokens() - 1);
   batch.seqs.push_back(ss);
   batch.query_start.push_back(batch.num_tokens());

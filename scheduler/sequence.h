@@ -34,6 +34,9 @@ struct Sequence {
   SequenceState state = SequenceState::kWaiting;
   std::vector<int32_t> block_table;  // physical KV blocks, in position order
   int32_t num_preemptions = 0;
+  // The logits of every prompt position are wanted (prompt logprobs): the step batches carry
+  // them, and the sequence never starts from cached blocks (they have no logits).
+  bool needs_prompt_logits = false;
 
   // Prefix-cache bookkeeping (KvCacheManager's).
   std::vector<BlockHash> block_hashes;    // memo: chained hashes of the first full blocks

@@ -14,6 +14,7 @@
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/stubs/common.h"
 #include "google/protobuf/wire_format_lite.h"
+#include "server/chat_prompt.h"
 
 namespace kvasir::server {
 
@@ -108,8 +109,19 @@ absl::StatusOr<std::vector<int32_t>> TokenizeText(const Tokenizer* tokenizer,
   return tokenizer->Encode(text, add_special_tokens);
 }
 
+absl::StatusOr<std::vector<int32_t>> ChatIds(const v1::ChatMessages& chat, const Engine& engine) {
+  std::vector<ChatMessage> messages;
+  messages.reserve(chat.messages_size());
+  for (const v1::ChatMessage& m : chat.messages()) messages.push_back({m.role(), m.content()});
+  ChatPromptOptions options;
+  options.add_generation_prompt =
+      chat.has_add_generation_prompt() ? chat.add_generation_prompt() : true;
+  return ChatPromptIds(engine, messages, options);
+}
+
 absl::StatusOr<EngineRequest> ToEngineRequest(const v1::GenerateRequest& request,
-                                              std::string request_id, const Tokenizer* tokenizer) {
+                                              std::string request_id, const Engine& engine) {
+  const Tokenizer* tokenizer = engine.tokenizer();
   EngineRequest out;
   out.id = std::move(request_id);
   switch (request.input_case()) {
@@ -127,14 +139,18 @@ absl::StatusOr<EngineRequest> ToEngineRequest(const v1::GenerateRequest& request
       }
       out.prompt_ids.assign(request.token_ids().ids().begin(), request.token_ids().ids().end());
       break;
-    case v1::GenerateRequest::kMessages:
-      return absl::UnimplementedError(
-          "messages: chat templates are not supported yet; send text or token_ids");
+    case v1::GenerateRequest::kMessages: {
+      auto ids = ChatIds(request.messages(), engine);
+      if (!ids.ok()) return ids.status();
+      out.prompt_ids = *std::move(ids);
+      break;
+    }
     case v1::GenerateRequest::INPUT_NOT_SET:
       return absl::InvalidArgumentError("input: set one of text, token_ids or messages");
   }
   out.max_tokens = request.has_max_tokens() ? request.max_tokens() : kDefaultMaxTokens;
   out.n = request.has_n() ? request.n() : 1;
+  if (request.has_prompt_logprobs()) out.prompt_logprobs = request.prompt_logprobs();
   if (request.has_temperature()) out.sampling.temperature = request.temperature();
   if (request.has_top_p()) out.sampling.top_p = request.top_p();
   if (request.has_top_k()) out.sampling.top_k = request.top_k();
@@ -194,6 +210,14 @@ void ToProto(const std::vector<int32_t>& token_ids, const std::vector<TokenLogpr
   }
 }
 
+void ToProto(const std::vector<TokenLogprob>& logprobs,
+             google::protobuf::RepeatedPtrField<v1::TokenLogprob>* out) {
+  std::vector<int32_t> ids;
+  ids.reserve(logprobs.size());
+  for (const TokenLogprob& lp : logprobs) ids.push_back(lp.token_id);
+  ToProto(ids, logprobs, out);
+}
+
 void ToProto(const Timings& t, v1::Timings* out) {
   auto since_arrival = [&](int64_t ns) { return ns > 0 ? (ns - t.arrival_ns) * 1e-9 : 0.0; };
   out->set_queued_s(since_arrival(t.scheduled_ns));
@@ -206,6 +230,7 @@ void ToProtoChunk(RequestOutput out, v1::Chunk* chunk) {
   chunk->set_text(std::move(out.text));
   chunk->mutable_token_ids()->Add(out.token_ids.begin(), out.token_ids.end());
   ToProto(out.token_ids, out.logprobs, chunk->mutable_logprobs());
+  ToProto(out.prompt_logprobs, chunk->mutable_prompt_logprobs());
 }
 
 void ToProtoComplete(RequestOutput out, v1::Complete* complete) {
@@ -214,6 +239,7 @@ void ToProtoComplete(RequestOutput out, v1::Complete* complete) {
   complete->set_text(std::move(out.text));
   complete->mutable_token_ids()->Add(out.token_ids.begin(), out.token_ids.end());
   ToProto(out.token_ids, out.logprobs, complete->mutable_logprobs());
+  ToProto(out.prompt_logprobs, complete->mutable_prompt_logprobs());
   ToProto(out.usage, complete->mutable_usage());
   ToProto(out.timings, complete->mutable_timings());
   if (!out.stop_string.empty()) {

@@ -42,11 +42,12 @@ absl::StatusOr<std::vector<int32_t>> TokenizeText(const Tokenizer* tokenizer,
                                                   absl::string_view field, std::string_view text,
                                                   bool add_special_tokens);
 
-// Builds the engine request for `request` with id `request_id`, tokenizing text input with
-// `tokenizer`. InvalidArgument naming the field when no input is set or the input is empty or
-// not valid UTF-8. Numeric limits are left to Engine::Submit.
+// Builds the engine request for `request` with id `request_id`, tokenizing text input with the
+// engine's tokenizer and rendering chat messages with its chat template (chat_prompt.h).
+// InvalidArgument naming the field when no input is set or the input is empty or not valid
+// UTF-8. Numeric limits are left to Engine::Submit.
 absl::StatusOr<EngineRequest> ToEngineRequest(const v1::GenerateRequest& request,
-                                              std::string request_id, const Tokenizer* tokenizer);
+                                              std::string request_id, const Engine& engine);
 
 v1::FinishReason ToProto(FinishReason reason);
 void ToProto(const Usage& usage, v1::Usage* out);
@@ -56,6 +57,9 @@ void ToProtoComplete(RequestOutput out, v1::Complete* complete);
 // A choice's non-final output as a Chunk.
 void ToProtoChunk(RequestOutput out, v1::Chunk* chunk);
 
+// One TokenLogprob per entry, each naming its own token (prompt logprobs).
+void ToProto(const std::vector<TokenLogprob>& logprobs,
+             google::protobuf::RepeatedPtrField<v1::TokenLogprob>* out);
 // One TokenLogprob per token id (logprobs is empty when the request did not ask for them).
 void ToProto(const std::vector<int32_t>& token_ids, const std::vector<TokenLogprob>& logprobs,
              google::protobuf::RepeatedPtrField<v1::TokenLogprob>* out);

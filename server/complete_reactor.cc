@@ -6,6 +6,7 @@
 #include "grpcpp/impl/codegen/proto_utils.h"  // grpc::SerializationTraits for messages
 #include "server/api_convert.h"
 #include "server/generate_reactor.h"
+#include "server/metrics/engine_metrics.h"
 #include "server/status_map.h"
 
 namespace kvasir::server {
@@ -18,16 +19,17 @@ constexpr char kRetryAfterMs[] = "500";
 
 }  // namespace
 
-absl::Status SubmitGenerate(Engine* engine, const v1::GenerateRequest& request,
-                            const std::string& request_id, std::shared_ptr<RequestSink> sink,
+absl::Status SubmitGenerate(Engine* engine, EngineMetrics* metrics,
+                            const v1::GenerateRequest& request, const std::string& request_id,
+                            std::shared_ptr<RequestSink> sink,
                             grpc::CallbackServerContext* context) {
-  absl::StatusOr<EngineRequest> engine_request =
-      ToEngineRequest(request, request_id, engine->tokenizer());
+  absl::StatusOr<EngineRequest> engine_request = ToEngineRequest(request, request_id, *engine);
   absl::Status status = engine_request.status();
   if (status.ok()) status = engine->Submit(*std::move(engine_request), std::move(sink));
   if (status.code() == absl::StatusCode::kResourceExhausted) {
     context->AddTrailingMetadata("retry-after-ms", kRetryAfterMs);
   }
+  if (!status.ok() && metrics != nullptr) metrics->RecordRejected(status);
   return status;
 }
 
@@ -88,7 +90,8 @@ class CompleteReactor::Sink final : public RequestSink {
   const std::shared_ptr<State> state_;
 };
 
-CompleteReactor::CompleteReactor(Engine* engine, grpc::CallbackServerContext* context,
+CompleteReactor::CompleteReactor(Engine* engine, EngineMetrics* metrics,
+                                 grpc::CallbackServerContext* context,
                                  const v1::GenerateRequest& request, grpc::ByteBuffer* response,
                                  LiveCallCount live_calls)
     : live_call_(std::move(live_calls)),
@@ -97,8 +100,8 @@ CompleteReactor::CompleteReactor(Engine* engine, grpc::CallbackServerContext* co
       state_(std::make_shared<State>()) {
   state_->response = response;
   state_->request_id = request_id_;
-  const absl::Status status =
-      SubmitGenerate(engine_, request, request_id_, std::make_shared<Sink>(this, state_), context);
+  const absl::Status status = SubmitGenerate(engine_, metrics, request, request_id_,
+                                             std::make_shared<Sink>(this, state_), context);
   if (!status.ok()) {
     {
       // Nothing reached the engine: a later cancel must not abort a request of the same id.

@@ -17,12 +17,17 @@
 #include "kvasir/v1/kvasir.pb.h"
 #include "server/live_call.h"
 
+namespace kvasir {
+class EngineMetrics;
+}  // namespace kvasir
+
 namespace kvasir::server {
 
 class CompleteReactor final : public grpc::ServerUnaryReactor {
  public:
   // `response` is gRPC's buffer for the serialized v1::GenerateResponse (raw method).
-  CompleteReactor(Engine* engine, grpc::CallbackServerContext* context,
+  // `metrics` (may be null) counts a refused request.
+  CompleteReactor(Engine* engine, EngineMetrics* metrics, grpc::CallbackServerContext* context,
                   const v1::GenerateRequest& request, grpc::ByteBuffer* response,
                   LiveCallCount live_calls = nullptr);
   CompleteReactor(const CompleteReactor&) = delete;
@@ -45,8 +50,10 @@ class CompleteReactor final : public grpc::ServerUnaryReactor {
 
 // Converts and submits a Generate/Complete request with `sink`. When the engine refuses it
 // because its waiting queue is full, adds the `retry-after-ms` trailing metadata to the call.
-absl::Status SubmitGenerate(Engine* engine, const v1::GenerateRequest& request,
-                            const std::string& request_id, std::shared_ptr<RequestSink> sink,
+// A refusal is counted in `metrics` (may be null) by reason.
+absl::Status SubmitGenerate(Engine* engine, EngineMetrics* metrics,
+                            const v1::GenerateRequest& request, const std::string& request_id,
+                            std::shared_ptr<RequestSink> sink,
                             grpc::CallbackServerContext* context);
 
 }  // namespace kvasir::server

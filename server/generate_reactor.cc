@@ -172,15 +172,16 @@ std::string RequestIdFor(const grpc::CallbackServerContext& context,
   return NewRequestId();
 }
 
-GenerateReactor::GenerateReactor(Engine* engine, grpc::CallbackServerContext* context,
+GenerateReactor::GenerateReactor(Engine* engine, EngineMetrics* metrics,
+                                 grpc::CallbackServerContext* context,
                                  const v1::GenerateRequest& request, LiveCallCount live_calls)
     : live_call_(std::move(live_calls)),
       engine_(engine),
       request_id_(RequestIdFor(*context, request)),
       state_(std::make_shared<State>()) {
   state_->request_id = request_id_;
-  const absl::Status status =
-      SubmitGenerate(engine_, request, request_id_, std::make_shared<Sink>(this, state_), context);
+  const absl::Status status = SubmitGenerate(engine_, metrics, request, request_id_,
+                                             std::make_shared<Sink>(this, state_), context);
   if (!status.ok()) {
     // The engine took nothing: no sink call will come. Finish now (gRPC queues it until bound).
     {

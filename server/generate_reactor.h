@@ -29,6 +29,10 @@
 #include "kvasir/v1/kvasir.pb.h"
 #include "server/live_call.h"
 
+namespace kvasir {
+class EngineMetrics;
+}  // namespace kvasir
+
 namespace kvasir::server {
 
 // The request id: the request's field, else the `x-request-id` metadata, else a new one.
@@ -41,7 +45,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
  public:
   // Validates and submits `request`; on error finishes the call at once with the mapped status.
   // `engine` must outlive the gRPC server (the server is shut down before the engine).
-  GenerateReactor(Engine* engine, grpc::CallbackServerContext* context,
+  GenerateReactor(Engine* engine, EngineMetrics* metrics, grpc::CallbackServerContext* context,
                   const v1::GenerateRequest& request, LiveCallCount live_calls = nullptr);
   GenerateReactor(const GenerateReactor&) = delete;
   GenerateReactor& operator=(const GenerateReactor&) = delete;

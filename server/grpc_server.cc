@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "server/grpc_metrics.h"
 
 namespace kvasir::server {
 
@@ -22,9 +23,9 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const GrpcServerOp
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
   std::unique_ptr<GrpcServer> server(new GrpcServer());
-  server->engine_ = engine;
+  server->engine_.store(engine);
   server->stall_timeout_ = options.stall_timeout;
-  server->service_ = std::make_unique<KvasirService>(engine);
+  server->service_ = std::make_unique<KvasirService>(engine, options.metrics.get());
   // IPv6 literals need brackets in a gRPC address.
   const std::string host =
       (options.host.find(':') != std::string::npos && options.host.front() != '[')
@@ -46,6 +47,11 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const GrpcServerOp
   }
   builder.AddListeningPort(requested, grpc::InsecureServerCredentials(), &server->port_);
   builder.RegisterService(server->service_.get());
+  if (options.metrics != nullptr) {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    creators.push_back(NewGrpcMetricsInterceptor(options.metrics));
+    builder.experimental().SetInterceptorCreators(std::move(creators));
+  }
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(
@@ -55,8 +61,8 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const GrpcServerOp
   if (grpc::HealthCheckServiceInterface* health = server->server_->GetHealthCheckService()) {
     health->SetServingStatus(kLiveness, true);
   }
-  server->ready_ = true;
-  server->SetReady(true);
+  server->ready_ = engine != nullptr;  // the watchdog follows the engine's loop from here
+  server->SetReady(server->ready_);
   server->watchdog_ = std::thread([s = server.get()] { s->Watchdog(); });
   return server;
 }
@@ -69,12 +75,20 @@ void GrpcServer::SetReady(bool ready) {
   for (const char* name : {"", kServiceName, kReadiness}) health->SetServingStatus(name, ready);
 }
 
+void GrpcServer::SetEngine(Engine* engine) {
+  service_->SetEngine(engine);
+  engine_.store(engine);
+  cv_.notify_all();  // the watchdog decides readiness now
+}
+
 void GrpcServer::Watchdog() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_watchdog_) {
     cv_.wait_for(lock, std::chrono::milliseconds(250));
     if (stop_watchdog_) break;
-    const EngineLoads loads = engine_->GetLoads();
+    Engine* const engine = engine_.load();
+    if (engine == nullptr) continue;  // loading: NOT_SERVING until SetEngine
+    const EngineLoads loads = engine->GetLoads();
     const bool ready = !draining_ && loads.loop_alive &&
                        loads.stalled_seconds < absl::ToDoubleSeconds(stall_timeout_);
     if (ready != ready_) {
@@ -99,7 +113,8 @@ void GrpcServer::Drain(absl::Duration timeout) {
   const absl::Time end = absl::Now() + timeout;
   while (absl::Now() < end) {
     // Done when the engine has nothing and every stream has been written out to its client.
-    const EngineLoads loads = engine_->GetLoads();
+    Engine* const engine = engine_.load();
+    const EngineLoads loads = engine != nullptr ? engine->GetLoads() : EngineLoads();
     if (loads.num_running + loads.num_waiting == 0 && service_->live_calls() == 0) break;
     absl::SleepFor(absl::Milliseconds(20));
   }

@@ -2,6 +2,7 @@
 #ifndef KVASIR_SERVER_GRPC_SERVER_H_
 #define KVASIR_SERVER_GRPC_SERVER_H_
 
+#include <atomic>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -14,6 +15,10 @@
 #include "grpcpp/grpcpp.h"
 #include "server/kvasir_service.h"
 
+namespace kvasir {
+class EngineMetrics;
+}  // namespace kvasir
+
 namespace kvasir::server {
 
 struct GrpcServerOptions {
@@ -25,6 +30,8 @@ struct GrpcServerOptions {
   int keepalive_timeout_ms = 10000;   // and closes them when a ping is not answered
   int max_connection_age_ms = 0;      // 0 = forever; >0 spreads clients behind a Service
   absl::Duration stall_timeout = absl::Seconds(60);  // watchdog: readiness off past this
+  // Counts calls by method and status, and refused requests; null = no metrics.
+  std::shared_ptr<EngineMetrics> metrics;
 };
 
 class GrpcServer {
@@ -33,12 +40,15 @@ class GrpcServer {
   // process runs; "kvasir.readiness", "" and "kvasir.v1.Kvasir" are SERVING while the engine
   // loop is alive and not stalled (a watchdog thread checks every 250 ms) and the server is not
   // draining.
-  // `engine` (loaded) is not owned and must outlive the server. Unavailable naming the address
-  // when it cannot be bound.
+  // `engine` is not owned and must outlive the server; null while the model loads: liveness is
+  // SERVING, readiness NOT_SERVING and every Kvasir call UNAVAILABLE until SetEngine.
+  // Unavailable naming the address when it cannot be bound.
   static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(const GrpcServerOptions& options,
                                                            Engine* engine);
   // Shuts down if not done yet.
   ~GrpcServer();
+  // The loaded engine (see Start); readiness follows its loop from now on.
+  void SetEngine(Engine* engine);
   GrpcServer(const GrpcServer&) = delete;
   GrpcServer& operator=(const GrpcServer&) = delete;
 
@@ -61,7 +71,7 @@ class GrpcServer {
   void Watchdog();
   void SetReady(bool ready);
 
-  Engine* engine_ = nullptr;
+  std::atomic<Engine*> engine_{nullptr};
   absl::Duration stall_timeout_;
   std::unique_ptr<KvasirService> service_;
   std::mutex mu_;

@@ -12,6 +12,7 @@
 #include "server/api_convert.h"
 #include "server/complete_reactor.h"
 #include "server/generate_reactor.h"
+#include "server/metrics/engine_metrics.h"
 #include "server/status_map.h"
 
 namespace kvasir::server {
@@ -43,31 +44,49 @@ class RefusedWriteReactor final : public grpc::ServerWriteReactor<grpc::ByteBuff
   void OnDone() override { delete this; }
 };
 
+absl::Status Loading() { return absl::UnavailableError("the model is still loading"); }
+
 }  // namespace
+
+absl::Status KvasirService::Admissible(const Engine* engine) const {
+  if (engine == nullptr) return Loading();
+  if (draining_.load()) return absl::UnavailableError("the server is shutting down");
+  return absl::OkStatus();
+}
+
+grpc::Status KvasirService::Refuse(const absl::Status& status) {
+  if (metrics_ != nullptr) metrics_->RecordRejected(status);
+  return ToGrpcStatus(status);
+}
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* KvasirService::Generate(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
-  if (draining_.load()) {
-    return new RefusedWriteReactor(
-        grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
-  }
   v1::GenerateRequest parsed;
-  const absl::Status status = ParseRequest(*request, &parsed);
-  if (!status.ok()) return new RefusedWriteReactor(ToGrpcStatus(status));  // deletes itself
-  return new GenerateReactor(engine_, context, parsed, live_calls_);  // deletes itself in OnDone
+  Engine* const engine = engine_.load();
+  absl::Status status = Admissible(engine);
+  if (!status.ok() || !(status = ParseRequest(*request, &parsed)).ok()) {
+    return new RefusedWriteReactor(Refuse(status));  // deletes itself
+  }
+  return new GenerateReactor(engine, metrics_, context, parsed,
+                             live_calls_);  // deletes itself in OnDone
 }
 
 grpc::ServerUnaryReactor* KvasirService::Tokenize(grpc::CallbackServerContext* context,
                                                   const grpc::ByteBuffer* request,
                                                   grpc::ByteBuffer* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  Engine* const engine = engine_.load();
+  if (engine == nullptr) {
+    reactor->Finish(ToGrpcStatus(Loading()));
+    return reactor;
+  }
   v1::TokenizeRequest parsed;
   if (absl::Status status = ParseRequest(*request, &parsed); !status.ok()) {
     reactor->Finish(ToGrpcStatus(status));
     return reactor;
   }
   absl::StatusOr<std::vector<int32_t>> ids =
-      TokenizeText(engine_->tokenizer(), "text", parsed.text(),
+      TokenizeText(engine->tokenizer(), "text", parsed.text(),
                    parsed.has_add_special_tokens() ? parsed.add_special_tokens() : true);
   if (!ids.ok()) {
     reactor->Finish(ToGrpcStatus(ids.status()));
@@ -85,17 +104,14 @@ grpc::ServerUnaryReactor* KvasirService::Complete(grpc::CallbackServerContext* c
                                                   const grpc::ByteBuffer* request,
                                                   grpc::ByteBuffer* response) {
   v1::GenerateRequest parsed;
-  if (draining_.load()) {
+  Engine* const engine = engine_.load();
+  if (absl::Status status = Admissible(engine);
+      !status.ok() || !(status = ParseRequest(*request, &parsed)).ok()) {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
+    reactor->Finish(Refuse(status));
     return reactor;
   }
-  if (absl::Status status = ParseRequest(*request, &parsed); !status.ok()) {
-    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(ToGrpcStatus(status));
-    return reactor;
-  }
-  return new CompleteReactor(engine_, context, parsed, response,
+  return new CompleteReactor(engine, metrics_, context, parsed, response,
                              live_calls_);  // deletes itself in OnDone
 }
 
@@ -103,12 +119,17 @@ grpc::ServerUnaryReactor* KvasirService::Abort(grpc::CallbackServerContext* cont
                                                const grpc::ByteBuffer* request,
                                                grpc::ByteBuffer* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  Engine* const engine = engine_.load();
+  if (engine == nullptr) {
+    reactor->Finish(ToGrpcStatus(Loading()));
+    return reactor;
+  }
   v1::AbortRequest parsed;
   if (absl::Status status = ParseRequest(*request, &parsed); !status.ok()) {
     reactor->Finish(ToGrpcStatus(status));
     return reactor;
   }
-  for (const std::string& id : parsed.request_ids()) engine_->Abort(id);  // only enqueues
+  for (const std::string& id : parsed.request_ids()) engine->Abort(id);  // only enqueues
   bool own_buffer = false;
   reactor->Finish(grpc::SerializationTraits<v1::AbortResponse>::Serialize(v1::AbortResponse(),
                                                                           response, &own_buffer));
@@ -119,13 +140,18 @@ grpc::ServerUnaryReactor* KvasirService::Detokenize(grpc::CallbackServerContext*
                                                     const v1::DetokenizeRequest* request,
                                                     v1::DetokenizeResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const Tokenizer* tokenizer = engine_->tokenizer();
+  Engine* const engine = engine_.load();
+  if (engine == nullptr) {
+    reactor->Finish(ToGrpcStatus(Loading()));
+    return reactor;
+  }
+  const Tokenizer* tokenizer = engine->tokenizer();
   if (tokenizer == nullptr) {
     reactor->Finish(
         grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "the model has no tokenizer"));
     return reactor;
   }
-  const int64_t vocab = engine_->model_info().vocab_size;
+  const int64_t vocab = engine->model_info().vocab_size;
   for (int32_t id : request->token_ids()) {
     if (id < 0 || id >= vocab || id >= tokenizer->vocab_size()) {
       reactor->Finish(
@@ -145,7 +171,12 @@ grpc::ServerUnaryReactor* KvasirService::GetLoads(grpc::CallbackServerContext* c
                                                   const v1::GetLoadsRequest* request,
                                                   v1::Loads* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  ToProto(engine_->GetLoads(), response);
+  Engine* const engine = engine_.load();
+  if (engine == nullptr) {
+    reactor->Finish(ToGrpcStatus(Loading()));
+    return reactor;
+  }
+  ToProto(engine->GetLoads(), response);
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }
@@ -154,8 +185,13 @@ grpc::ServerUnaryReactor* KvasirService::GetModelInfo(grpc::CallbackServerContex
                                                       const v1::GetModelInfoRequest* request,
                                                       v1::ModelInfo* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  ToProto(engine_->model_info(), response);
-  if (const Tokenizer* tok = engine_->tokenizer()) {
+  Engine* const engine = engine_.load();
+  if (engine == nullptr) {
+    reactor->Finish(ToGrpcStatus(Loading()));
+    return reactor;
+  }
+  ToProto(engine->model_info(), response);
+  if (const Tokenizer* tok = engine->tokenizer()) {
     if (tok->bos_id().has_value()) {
       response->set_bos_token_id(*tok->bos_id());
       response->set_bos_token(std::string(tok->TokenText(*tok->bos_id())));

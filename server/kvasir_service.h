@@ -18,6 +18,10 @@
 #include "kvasir/v1/kvasir.grpc.pb.h"
 #include "server/live_call.h"
 
+namespace kvasir {
+class EngineMetrics;
+}  // namespace kvasir
+
 namespace kvasir::server {
 
 using KvasirServiceBase =
@@ -29,7 +33,11 @@ using KvasirServiceBase =
 class KvasirService final : public KvasirServiceBase {
  public:
   // `engine` is not owned and must outlive every call (shut the server down first).
-  explicit KvasirService(Engine* engine) : engine_(engine) {}
+  // `metrics` (may be null) counts refused requests; not owned, must outlive every call.
+  // `engine` may be null while the model loads: every call is then UNAVAILABLE until SetEngine.
+  KvasirService(Engine* engine, EngineMetrics* metrics) : engine_(engine), metrics_(metrics) {}
+  // The loaded engine (not owned; must outlive every call). Once.
+  void SetEngine(Engine* engine) { engine_.store(engine); }
   // From now on Generate and Complete answer UNAVAILABLE (the server is shutting down).
   void SetDraining() { draining_.store(true); }
   // Generate/Complete calls not yet done (their last message may still be unsent).
@@ -63,8 +71,14 @@ class KvasirService final : public KvasirServiceBase {
                                          v1::ModelInfo* response) override;
 
  private:
-  Engine* const engine_;
+  std::atomic<Engine*> engine_;
   std::atomic<bool> draining_{false};
+  // OK when a generation request may go to `engine`: loaded, not draining.
+  absl::Status Admissible(const Engine* engine) const;
+  // Counts a request refused before the engine saw it, and converts the status.
+  grpc::Status Refuse(const absl::Status& status);
+
+  EngineMetrics* const metrics_;
   const LiveCallCount live_calls_ = std::make_shared<std::atomic<int>>(0);
 };
 

@@ -4,6 +4,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "engine/util/status_macros.h"
 #include "kernels/check.h"
@@ -353,6 +354,19 @@ void EngineMetrics::CollectLoads() {
   s_.kv_usage->Set(loads.kv_usage);
   loop_alive_->Set(loads.loop_alive ? 1 : 0);
   stalled_seconds_->Set(loads.stalled_seconds);
+}
+
+void EngineMetrics::RecordRejected(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kResourceExhausted:
+      return RecordRejected("queue_full");
+    case absl::StatusCode::kUnavailable:
+      return RecordRejected("shutting_down");
+    case absl::StatusCode::kInvalidArgument:
+      return RecordRejected("invalid_argument");
+    default:
+      return RecordRejected(absl::AsciiStrToLower(absl::StatusCodeToString(status.code())));
+  }
 }
 
 void EngineMetrics::RecordRejected(std::string_view reason) {

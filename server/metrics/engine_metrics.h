@@ -67,6 +67,9 @@ class EngineMetrics final : public EngineObserver {
   // "shutting_down"; method the RPC's short name ("Generate"); path the route as registered
   // ("/v1/completions"), never the raw request URL.
   void RecordRejected(std::string_view reason);
+  // A request refused before reaching the engine with `status`: reason queue_full
+  // (ResourceExhausted), shutting_down (Unavailable), invalid_argument, or the code's name.
+  void RecordRejected(const absl::Status& status);
   void RecordGrpc(std::string_view method, absl::StatusCode code);
   void RecordHttp(std::string_view method, std::string_view path, int status_code);
 
@@ -147,7 +150,7 @@ class EngineMetrics final : public EngineObserver {
 
   // Engine thread only.
   absl::flat_hash_map<uint64_t, RequestState> requests_;  // by RequestEvent::uid (per choice)
-  SchedulerCounters last_counters_;  // cumulative, from the previous step
+  SchedulerCounters last_counters_;                       // cumulative, from the previous step
 };
 
 }  // namespace kvasir

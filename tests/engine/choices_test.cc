@@ -1,7 +1,10 @@
 // n > 1 (choices sharing the prompt's KV), stream_interval, and dummy weights, through the engine.
 #include <algorithm>
+#include <chrono>
 #include <set>
+#include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "engine/engine.h"
 #include "engine/weights/dummy_weights.h"
 #include "gtest/gtest.h"
@@ -13,12 +16,13 @@ namespace {
 using testing::CollectingSink;
 using testing::FixturePath;
 
-std::unique_ptr<Engine> TinyEngine(int32_t stream_interval = 1, bool prefix_caching = true) {
+std::unique_ptr<Engine> TinyEngine(int32_t stream_interval = 1, bool prefix_caching = true,
+                                   int32_t max_batched_tokens = 64) {
   EngineOptions o;
   o.model_path = FixturePath("models/llama_tiny");
   o.num_threads = 2;
   o.block_size = 4;
-  o.max_batched_tokens = 64;
+  o.max_batched_tokens = max_batched_tokens;
   o.max_num_seqs = 16;
   o.stream_interval = stream_interval;
   o.enable_prefix_caching = prefix_caching;
@@ -138,7 +142,12 @@ TEST(ChoicesTest, AbortEndsEveryChoiceIncludingThoseNotStartedWithOneFinalOutput
   auto again = std::make_shared<CollectingSink>();
   ASSERT_TRUE(e->Submit(SampledRequest("long", 2), again).ok());
   EXPECT_EQ(again->WaitAll().size(), 2u);
+  // Loads are published once per loop iteration, after the step that finished it.
+  for (int i = 0; i < 10000 && e->GetLoads().num_running > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   EXPECT_EQ(e->GetLoads().num_running, 0);
+  EXPECT_EQ(e->GetLoads().kv_usage, 0.0);
 }
 
 TEST(ChoicesTest, NOutsideOneToSixtyFourIsRejected) {
@@ -223,6 +232,61 @@ TEST(DummyWeightsTest, AnEngineRunsAConfigWithoutItsWeightsAndIsDeterministic) {
   EXPECT_EQ(runs[0], runs[1]);
   o.model_path = FixturePath("models/no_such_model");
   EXPECT_EQ(Engine::Create(o).status().code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace kvasir
+
+namespace kvasir {
+namespace {
+
+TEST(PromptLogprobsTest, EachPositionMatchesTheNextTokenDistributionOfThatPrefixAcrossChunks) {
+  // 16 tokens per step: the 40-token prompt is computed in three chunks.
+  auto e = TinyEngine(1, true, /*max_batched_tokens=*/16);
+  ASSERT_NE(e, nullptr);
+  std::vector<int32_t> prompt;
+  for (int32_t i = 0; i < 40; ++i) prompt.push_back((i * 37 + 11) % 384);
+  // The same prompt first, so that its blocks are cached: prompt logprobs must not use them.
+  auto warm = std::make_shared<CollectingSink>();
+  ASSERT_TRUE(e->Submit(testing::GreedyRequest("warm", prompt, 1), warm).ok());
+  warm->Wait();
+
+  EngineRequest r = testing::GreedyRequest("p", prompt, 3);
+  r.prompt_logprobs = 5;
+  auto sink = std::make_shared<CollectingSink>();
+  ASSERT_TRUE(e->Submit(std::move(r), sink).ok());
+  const RequestOutput out = sink->Wait();
+  EXPECT_EQ(out.usage.cached_prompt_tokens, 0);
+  ASSERT_EQ(out.prompt_logprobs.size(), prompt.size() - 1);
+  for (size_t p = 0; p + 1 < prompt.size(); p += 7) {
+    SCOPED_TRACE(p);
+    const TokenLogprob& lp = out.prompt_logprobs[p];
+    EXPECT_EQ(lp.token_id, prompt[p + 1]);
+    ASSERT_EQ(lp.top.size(), 5u);
+    // The distribution after prompt[0..p]: a one-token greedy request on that prefix.
+    EngineRequest prefix = testing::GreedyRequest(absl::StrCat("prefix", p),
+                                                  {prompt.begin(), prompt.begin() + p + 1}, 1);
+    prefix.logprobs = 5;
+    auto prefix_sink = std::make_shared<CollectingSink>();
+    ASSERT_TRUE(e->Submit(std::move(prefix), prefix_sink).ok());
+    const RequestOutput next = prefix_sink->Wait();
+    ASSERT_EQ(next.logprobs.size(), 1u);
+    for (size_t k = 0; k < 5; ++k) {
+      EXPECT_EQ(lp.top[k].first, next.logprobs[0].top[k].first);
+      EXPECT_NEAR(lp.top[k].second, next.logprobs[0].top[k].second, 1e-4);
+      if (lp.top[k].first == lp.token_id) EXPECT_NEAR(lp.logprob, lp.top[k].second, 1e-6);
+    }
+  }
+}
+
+TEST(PromptLogprobsTest, OutOfRangeIsRejected) {
+  auto e = TinyEngine();
+  ASSERT_NE(e, nullptr);
+  EngineRequest r = testing::GreedyRequest("p", {1, 2, 3}, 1);
+  r.prompt_logprobs = 21;
+  absl::Status s = e->Submit(std::move(r), std::make_shared<CollectingSink>());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("prompt_logprobs"), std::string::npos);
 }
 
 }  // namespace

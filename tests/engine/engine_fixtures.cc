@@ -55,6 +55,7 @@ void CollectingSink::OnOutput(RequestOutput output) {
   all.logprobs.insert(all.logprobs.end(), output.logprobs.begin(), output.logprobs.end());
   all.text += output.text;
   all.usage = output.usage;
+  if (!output.prompt_logprobs.empty()) all.prompt_logprobs = output.prompt_logprobs;
   if (output.finish_reason != FinishReason::kNone) {
     all.finish_reason = output.finish_reason;
     all.error = output.error;

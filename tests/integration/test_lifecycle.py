@@ -1,6 +1,8 @@
 """kvasir serve over real gRPC: unary Complete, Abort, Detokenize, GetLoads, health names,
 admission control (RESOURCE_EXHAUSTED with a retry hint) and graceful drain on SIGTERM."""
 import contextlib
+import json
+import pathlib
 import signal
 import subprocess
 import threading
@@ -12,6 +14,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from conftest import Server, free_port, wait_serving
 from test_grpc import generate, stream_text_and_ids
+
+FIXTURES = pathlib.Path(__file__).resolve().parents[1] / "fixtures"
 
 STORY = "Once upon a time, in a small village,"
 
@@ -184,13 +188,38 @@ def test_final_message_carries_timings(stub, stubs):
     assert t.first_token_s > 0.0
 
 
-def test_chat_messages_input_is_unimplemented_for_now(stub, stubs):
+def test_chat_messages_are_rendered_with_the_models_template(stub, stubs):
+    """The prompt is the SmolLM2 template's rendering (goldens from transformers, tokenized
+    without added special tokens): the same tokens as sending that text."""
     pb2, _ = stubs
-    messages = pb2.ChatMessages(messages=[pb2.ChatMessage(role="user", content="Hi")])
-    with pytest.raises(grpc.RpcError) as err:
-        generate(stub, pb2, messages=messages, max_tokens=4)
-    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "messages" in err.value.details()
+    goldens = [json.loads(line) for line in
+               (FIXTURES / "chat_templates" / "smollm2.jsonl").read_text().splitlines()]
+    cases = [g for g in goldens if g["add_generation_prompt"] and not g.get("kwargs")][:3]
+    assert cases
+    for case in cases:
+        messages = pb2.ChatMessages(
+            messages=[pb2.ChatMessage(role=m["role"], content=m["content"])
+                      for m in case["messages"]],
+            add_generation_prompt=True)
+        chunks, complete, _ = generate(stub, pb2, messages=messages, max_tokens=4,
+                                       ignore_eos=True)
+        t_chunks, t_complete, _ = generate(stub, pb2, text=case["expected"], max_tokens=4,
+                                           ignore_eos=True, add_special_tokens=False)
+        assert complete.usage.prompt_tokens == t_complete.usage.prompt_tokens
+        assert stream_text_and_ids(chunks, complete) == stream_text_and_ids(t_chunks, t_complete)
+
+
+def test_bad_chat_messages_are_invalid_argument(stub, stubs):
+    pb2, _ = stubs
+    bad = [
+        (pb2.ChatMessages(), "messages is empty"),
+        (pb2.ChatMessages(messages=[pb2.ChatMessage(role="", content="Hi")]), "role is empty"),
+    ]
+    for messages, needle in bad:
+        with pytest.raises(grpc.RpcError) as err:
+            generate(stub, pb2, messages=messages, max_tokens=4)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert needle in err.value.details()
 
 
 @pytest.mark.parametrize("mode", [[], ["--unary"], ["--rate", "20", "--channels", "2"]])

@@ -151,3 +151,72 @@ def test_bad_sampling_fields_are_invalid_argument_naming_the_field(stub, stubs, 
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert needle in err.value.details()
     assert_good_request_succeeds(stub, pb2)
+
+
+def generate_choices(stub, pb2, **fields):
+    """Runs Generate with n > 1; returns {index: (text, ids, complete)} and the message count."""
+    texts, ids, completes, after_last = {}, {}, {}, 0
+    n = fields["n"]
+    for response in stub.Generate(pb2.GenerateRequest(**fields), timeout=120):
+        assert len(completes) < n, "a message after the last choice's Complete"
+        kind = response.WhichOneof("response")
+        message = getattr(response, kind)
+        i = message.index
+        assert i not in completes, f"a message for choice {i} after its Complete"
+        texts[i] = texts.get(i, "") + message.text
+        ids.setdefault(i, []).extend(message.token_ids)
+        if kind == "complete":
+            completes[i] = message
+    assert sorted(completes) == list(range(n))
+    return {i: (texts[i], ids[i], completes[i]) for i in completes}
+
+
+def test_n_choices_stream_with_indexes_and_choice_zero_is_the_single_request(stub, stubs):
+    pb2, _ = stubs
+    # Long enough for full KV blocks (16 tokens by default), which the choices share.
+    fields = dict(text=STORY * 4, max_tokens=10, ignore_eos=True, temperature=1.0, seed=99)
+    chunks, complete, _ = generate(stub, pb2, **fields)
+    single_text, single_ids = stream_text_and_ids(chunks, complete)
+    choices = generate_choices(stub, pb2, n=3, **fields)
+    assert choices[0][1] == single_ids and choices[0][0] == single_text
+    assert len({tuple(ids) for _, ids, _ in choices.values()}) == 3
+    for text, ids, done in choices.values():
+        assert len(ids) == 10 and done.usage.completion_tokens == 10
+        assert done.finish_reason == pb2.FINISH_REASON_LENGTH
+        # The prompt was computed by the single request before: every choice found it cached.
+        assert done.usage.cached_prompt_tokens > 0
+    # The unary call returns the same choices: choice 0 in complete, the others in order.
+    reply = stub.Complete(pb2.GenerateRequest(n=3, **fields), timeout=120)
+    assert reply.complete.index == 0 and list(reply.complete.token_ids) == single_ids
+    assert [c.index for c in reply.other_choices] == [1, 2]
+    assert [list(c.token_ids) for c in reply.other_choices] == [choices[1][1], choices[2][1]]
+
+
+def test_n_out_of_range_is_invalid_argument(stub, stubs):
+    pb2, _ = stubs
+    for n in (0, -2, 65):
+        with pytest.raises(grpc.RpcError) as err:
+            generate(stub, pb2, text="Hi", max_tokens=2, n=n)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "n must be" in err.value.details()
+    assert_good_request_succeeds(stub, pb2)
+
+
+def test_prompt_logprobs_come_with_the_first_token_and_name_the_prompt_tokens(stub, stubs):
+    pb2, _ = stubs
+    prompt_ids = list(stub.Tokenize(pb2.TokenizeRequest(text=STORY), timeout=30).token_ids)
+    chunks, complete, _ = generate(stub, pb2, text=STORY, max_tokens=3, ignore_eos=True,
+                                   prompt_logprobs=3)
+    firsts = [c for c in chunks if c.prompt_logprobs]
+    assert len(firsts) == 1 and firsts[0] is chunks[0]
+    lps = firsts[0].prompt_logprobs
+    assert [lp.token_id for lp in lps] == prompt_ids[1:]
+    for lp in lps:
+        assert len(lp.top) == 3 and lp.logprob <= 0.0
+        assert lp.top[0].logprob >= lp.top[1].logprob >= lp.top[2].logprob
+        assert lp.logprob <= lp.top[0].logprob + 1e-6
+    assert complete.usage.cached_prompt_tokens == 0
+    with pytest.raises(grpc.RpcError) as err:
+        generate(stub, pb2, text=STORY, max_tokens=1, prompt_logprobs=21)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "prompt_logprobs" in err.value.details()

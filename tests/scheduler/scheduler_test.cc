@@ -197,6 +197,36 @@ TEST(SchedulerTest, BatchDescribesTokensPositionsSlotsAndCsrTables) {
   EXPECT_EQ(s.last_report().first_scheduled, (std::vector<uint64_t>{1, 2}));
 }
 
+TEST(SchedulerTest, PromptLogitRowsCoverEveryPromptPositionAcrossChunksAndSkipTheCache) {
+  KvCacheManager kv(Pool(16, 4));
+  Scheduler s({.max_num_seqs = 4, .max_batched_tokens = 6, .long_prefill_chunk = 6}, &kv);
+  // A cached copy of the prompt exists (uid 1 ran it); uid 2 wants prompt logits.
+  s.Add(MakeSeq(1, Iota(10), 1));
+  RunStep(s);
+  RunStep(s);  // uid 1 computes its prompt (6 + 4) and samples
+  ASSERT_TRUE(s.Remove(1));
+  auto seq = MakeSeq(2, Iota(10), 2);
+  seq->needs_prompt_logits = true;
+  s.Add(std::move(seq));
+  StepBatch first = s.Schedule();
+  ASSERT_EQ(first.num_seqs(), 1);
+  EXPECT_EQ(first.seqs[0].start_position, 0) << "the cached blocks have no logits: recompute";
+  EXPECT_EQ(first.seqs[0].num_prompt_logit_rows, 6);
+  EXPECT_FALSE(first.seqs[0].samples);
+  EXPECT_EQ(first.logits_indices, (std::vector<int32_t>{0, 1, 2, 3, 4, 5}));
+  s.CommitStep(first);
+  StepBatch second = s.Schedule();
+  // Positions 6..9: rows for 6, 7 and 8 (the logprobs of tokens 7..9), then 9's sample row.
+  EXPECT_EQ(second.seqs[0].num_prompt_logit_rows, 3);
+  EXPECT_TRUE(second.seqs[0].samples);
+  EXPECT_EQ(second.logits_indices, (std::vector<int32_t>{0, 1, 2, 3}));
+  s.CommitStep(second);
+  s.AppendToken(2, 7);
+  StepBatch decode = s.Schedule();
+  EXPECT_EQ(decode.seqs[0].num_prompt_logit_rows, 0);
+  EXPECT_EQ(decode.logits_indices, (std::vector<int32_t>{0}));
+}
+
 // Table-driven: per step, the expected (uid, tokens) scheduled.
 TEST(SchedulerTest, ChunksLongPromptsWithinTheTokenBudgetAndRunsDecodesFirst) {
   KvCacheManager kv(Pool(64, 4));

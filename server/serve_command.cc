@@ -182,6 +182,7 @@ int RunServe(absl::Span<const char* const> args) {
   }
   (void)(*metrics)->SetModelInfo((*engine)->model_info());
   (*metrics)->SetLoadsSource([e = engine->get()] { return e->GetLoads(); });
+  server_options.metrics = *metrics;  // gRPC calls and refusals are counted too
   absl::StatusOr<std::unique_ptr<GrpcServer>> server =
       GrpcServer::Start(server_options, engine->get());
   if (!server.ok()) {

@@ -8,9 +8,11 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "engine/engine.h"
 #include "engine/tokenizer/chat_template.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/util/status_macros.h"
+#include "server/chat_prompt.h"
 #include "server/http/openai_error.h"
 
 namespace kvasir::server::http {
@@ -340,7 +342,7 @@ absl::Status ParseMessages(const Fields& f, std::vector<ChatMessage>* out) {
   return absl::OkStatus();
 }
 
-absl::Status ParseTemplateKwargs(const Fields& f, ChatTemplateInput& input) {
+absl::Status ParseTemplateKwargs(const Fields& f, ChatPromptOptions& input) {
   const json* kwargs = f.Get("chat_template_kwargs");
   if (kwargs == nullptr) return absl::OkStatus();
   if (!kwargs->is_object()) return f.TypeError("chat_template_kwargs", "an object");
@@ -392,24 +394,21 @@ absl::Status RejectUnsupportedChat(const Fields& f) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> RenderChat(const Fields& f, const ServedModel& model) {
-  if (model.chat_template == nullptr || model.tokenizer == nullptr) {
-    return FieldError("messages",
-                      "this model has no chat template; use /v1/completions with a prompt");
-  }
-  ChatTemplateInput input;
-  KV_RETURN_IF_ERROR(ParseMessages(f, &input.messages));
-  input.add_generation_prompt = true;
-  KV_RETURN_IF_ERROR(f.Bool("add_generation_prompt", &input.add_generation_prompt));
-  const SpecialTokenTexts& special = model.tokenizer->special_token_texts();
-  input.bos_token = special.bos;
-  input.eos_token = special.eos;
-  input.unk_token = special.unk;
-  input.pad_token = special.pad;
-  KV_RETURN_IF_ERROR(ParseTemplateKwargs(f, input));
-  absl::StatusOr<std::string> text = model.chat_template->Render(input);
-  if (!text.ok()) return FieldError("messages", text.status().message());
-  return text;
+// The prompt ids of the conversation, rendered with the model's chat template.
+absl::Status ChatPrompt(const Fields& f, const ServedModel& model, std::vector<int32_t>* ids) {
+  std::vector<ChatMessage> messages;
+  KV_RETURN_IF_ERROR(ParseMessages(f, &messages));
+  ChatPromptOptions options;
+  KV_RETURN_IF_ERROR(f.Bool("add_generation_prompt", &options.add_generation_prompt));
+  KV_RETURN_IF_ERROR(ParseTemplateKwargs(f, options));
+  if (model.engine == nullptr) return FieldError("messages", "chat is not available");
+  absl::StatusOr<std::vector<int32_t>> prompt = ChatPromptIds(*model.engine, messages, options);
+  // Every failure is about this request's messages (or a model without a usable template):
+  // a 400, whatever code the renderer chose.
+  if (!prompt.ok()) return FieldError("messages", prompt.status().message());
+  if (prompt->empty()) return FieldError("messages", "the chat template rendered an empty prompt");
+  *ids = *std::move(prompt);
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -464,12 +463,8 @@ absl::StatusOr<OpenAiRequest> ParseChatRequest(const json& body, const ServedMod
   out.endpoint = Endpoint::kChat;
   KV_RETURN_IF_ERROR(ParseModel(f, model));
   KV_RETURN_IF_ERROR(RejectUnsupportedChat(f));
-  KV_ASSIGN_OR_RETURN(const std::string prompt, RenderChat(f, model));
-  // The template writes the special tokens it wants (BOS included), as vLLM assumes.
-  bool add_special = false;
-  KV_RETURN_IF_ERROR(f.Bool("add_special_tokens", &add_special));
-  if (prompt.empty()) return FieldError("messages", "the chat template rendered an empty prompt");
-  KV_RETURN_IF_ERROR(Tokenize(model, "messages", prompt, add_special, &out.engine.prompt_ids));
+  // The template writes the special tokens it wants (BOS included); none are added.
+  KV_RETURN_IF_ERROR(ChatPrompt(f, model, &out.engine.prompt_ids));
   KV_RETURN_IF_ERROR(ParseChatLogprobs(f, out));
   KV_RETURN_IF_ERROR(ParseMaxTokens(f, std::nullopt, out.engine, model));
   KV_RETURN_IF_ERROR(ParseCommon(f, out));

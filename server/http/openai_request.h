@@ -19,7 +19,7 @@
 #include "nlohmann/json.hpp"
 
 namespace kvasir {
-class ChatTemplate;
+class Engine;
 class Tokenizer;
 }  // namespace kvasir
 
@@ -29,7 +29,7 @@ namespace kvasir::server::http {
 struct ServedModel {
   std::string name;  // the only accepted `model`
   const Tokenizer* tokenizer = nullptr;
-  const ChatTemplate* chat_template = nullptr;  // null: /v1/chat/completions answers 400
+  const Engine* engine = nullptr;  // renders chat messages (server/chat_prompt.h)
   int64_t max_model_len = 0;
   int64_t kv_capacity_tokens = 0;  // the whole KV pool
 };

@@ -168,15 +168,7 @@ OpenAiService::OpenAiService(Engine* engine, std::shared_ptr<EngineMetrics> metr
   model_.tokenizer = engine_->tokenizer();
   model_.max_model_len = info.max_model_len;
   model_.kv_capacity_tokens = int64_t{info.kv_num_blocks} * info.kv_block_size;
-  if (model_.tokenizer != nullptr && !model_.tokenizer->chat_template().empty()) {
-    absl::StatusOr<ChatTemplate> parsed = ChatTemplate::Parse(model_.tokenizer->chat_template());
-    if (parsed.ok()) {
-      chat_template_.emplace(*std::move(parsed));
-      model_.chat_template = &*chat_template_;
-    } else {
-      chat_template_error_ = std::string(parsed.status().message());
-    }
-  }
+  model_.engine = engine_;
 }
 
 void OpenAiService::Configure(HttpServerOptions& options) {
@@ -255,10 +247,6 @@ absl::StatusOr<OpenAiRequest> OpenAiService::Parse(const HttpExchange& exchange,
   absl::StatusOr<json> body = ParseJsonBody(exchange.body());
   if (!body.ok()) return body.status();
   if (endpoint == Endpoint::kCompletions) return ParseCompletionRequest(*body, model_);
-  if (!chat_template_.has_value() && !chat_template_error_.empty()) {
-    return FieldError("messages", absl::StrCat("this model's chat template cannot be used: ",
-                                               chat_template_error_));
-  }
   return ParseChatRequest(*body, model_);
 }
 

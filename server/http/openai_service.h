@@ -27,7 +27,6 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "engine/engine.h"
-#include "engine/tokenizer/chat_template.h"
 #include "server/http/http_server.h"
 #include "server/http/openai_request.h"
 #include "server/live_call.h"
@@ -76,9 +75,7 @@ class OpenAiService {
   const std::shared_ptr<EngineMetrics> metrics_;
   const OpenAiServiceOptions options_;
   ServedModel model_;
-  std::optional<ChatTemplate> chat_template_;
-  std::string chat_template_error_;  // why the model's template cannot be used, if it cannot
-  const int64_t created_;            // Unix seconds when the service started
+  const int64_t created_;  // Unix seconds when the service started
   std::atomic<bool> draining_{false};
   LiveCallCount live_calls_ = std::make_shared<std::atomic<int>>(0);
 };

@@ -66,11 +66,13 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, proc, port, log_path):
+    def __init__(self, proc, port, log_path, http_port=None):
         self.proc = proc
         self.port = port
         self.address = f"127.0.0.1:{port}"
         self.log_path = log_path
+        self.http_port = http_port  # the OpenAI-compatible HTTP API; None when off
+        self.http_url = f"http://127.0.0.1:{http_port}" if http_port else None
 
     def log(self) -> str:
         return pathlib.Path(self.log_path).read_text(errors="replace")
@@ -96,14 +98,15 @@ def wait_serving(server: Server, timeout_s: float) -> None:
 
 @pytest.fixture(scope="session")
 def server(kvasir_bin, model_path, tmp_path_factory):
-    """`kvasir serve` with the default model (no --model) on a free port; SIGTERM at the end."""
-    port = free_port()
+    """`kvasir serve` with the default model (no --model) on free gRPC and HTTP ports; SIGTERM at
+    the end."""
+    port, http_port = free_port(), free_port()
     log_path = tmp_path_factory.mktemp("server") / "serve.log"
     log = open(log_path, "wb")
     proc = subprocess.Popen([str(kvasir_bin), "serve", "--host", "127.0.0.1", "--port", str(port),
-                             "--max-num-seqs", "8"],
+                             "--http-port", str(http_port), "--max-num-seqs", "8"],
                             stdout=log, stderr=subprocess.STDOUT)
-    srv = Server(proc, port, log_path)
+    srv = Server(proc, port, log_path, http_port)
     try:
         wait_serving(srv, SERVER_START_TIMEOUT_S)
         yield srv

@@ -26,8 +26,10 @@ def own_server(kvasir_bin, model_path, tmp_path, *args):
     port = free_port()
     log_path = tmp_path / "serve.log"
     with open(log_path, "wb") as log:
+        # No HTTP unless a test asks for it (the default port 8000 may be taken).
+        http = [] if "--http-port" in map(str, args) else ["--http-port", "0"]
         proc = subprocess.Popen([str(kvasir_bin), "serve", "--model", str(model_path), "--host",
-                                 "127.0.0.1", "--port", str(port), *map(str, args)],
+                                 "127.0.0.1", "--port", str(port), *http, *map(str, args)],
                                 stdout=log, stderr=subprocess.STDOUT)
         srv = Server(proc, port, log_path)
         try:

@@ -114,6 +114,9 @@ absl::StatusOr<GgufVocab> ReadGgufVocab(const GgufFile& f) {
   v.eom_id = OptionalId(f, "tokenizer.ggml.eom_token_id");
   if (auto b = f.GetBool("tokenizer.ggml.add_bos_token"); b.ok()) v.add_bos = *b;
   if (auto b = f.GetBool("tokenizer.ggml.add_eos_token"); b.ok()) v.add_eos = *b;
+  if (f.HasKey("tokenizer.chat_template")) {
+    KV_ASSIGN_OR_RETURN(v.chat_template, f.GetString("tokenizer.chat_template"));
+  }
   return v;
 }
 

@@ -1,6 +1,7 @@
 // kvasir serve.
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -16,6 +17,9 @@
 #include "server/commands.h"
 #include "server/engine_flags.h"
 #include "server/grpc_server.h"
+#include "server/http/http_server.h"
+#include "server/http/openai_service.h"
+#include "server/metrics/engine_metrics.h"
 
 namespace kvasir::server {
 
@@ -37,10 +41,52 @@ const FlagSpec kServeFlags[] = {
     {"max-connection-age-ms", true, "MS",
      "close connections after this age so clients re-balance behind a Service; 0 = never "
      "(default 0)"},
+    {"http-port", true, "PORT",
+     "port of the OpenAI-compatible HTTP API, /metrics, /health and /ready; 0 = no HTTP "
+     "(default 8000)"},
+    {"http-host", true, "HOST", "address for HTTP (default: --host)"},
+    {"served-model-name", true, "NAME",
+     "the model name the HTTP API answers to (default: the model file or directory name)"},
 };
 
 // After the drain, how long calls still live may run before they are cancelled.
 constexpr absl::Duration kShutdownGrace = absl::Seconds(2);
+
+// Each HTTP stream holds a socket: a thousand streams need more than the usual soft limit of
+// 1024 descriptors. Raises the soft limit to the hard one.
+void RaiseFileLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  limit.rlim_cur = limit.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    std::fprintf(stderr, "kvasir: cannot raise the open-file limit to %llu\n",
+                 static_cast<unsigned long long>(limit.rlim_max));
+  }
+}
+
+// Starts the HTTP front end on `port`; prints why and returns null when it cannot.
+std::unique_ptr<http::HttpServer> StartHttp(const std::string& host, int port,
+                                            http::OpenAiService* service) {
+  http::HttpServerOptions options;
+  options.host = host;
+  options.port = port;
+  service->Configure(options);
+  absl::StatusOr<std::unique_ptr<http::HttpServer>> server =
+      http::HttpServer::Start(std::move(options));
+  if (!server.ok()) {
+    std::fprintf(stderr, "kvasir serve: %s\n", server.status().ToString().c_str());
+    return nullptr;
+  }
+  return *std::move(server);
+}
+
+// Waits until no HTTP response is open or being written and no accepted completion is live, or
+// until `end`.
+void DrainHttp(const http::HttpServer& server, const http::OpenAiService& service, absl::Time end) {
+  while (absl::Now() < end && (server.num_live_exchanges() > 0 || service.num_live_calls() > 0)) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+}
 
 }  // namespace
 
@@ -82,9 +128,11 @@ int RunServe(absl::Span<const char* const> args) {
   auto ka_timeout =
       parsed->GetInt("keepalive-timeout-ms", server_options.keepalive_timeout_ms, 100, INT32_MAX);
   auto age = parsed->GetInt("max-connection-age-ms", 0, 0, INT32_MAX);
-  for (const absl::Status& s : {port.status(), drain.status(), stall.status(), max_message.status(),
-                                streams.status(), ka_time.status(), ka_timeout.status(),
-                                age.status(), ReadEngineFlags(*parsed, &engine_options)}) {
+  auto http_port = parsed->GetInt("http-port", 8000, 0, 65535);
+  for (const absl::Status& s :
+       {port.status(), drain.status(), stall.status(), max_message.status(), streams.status(),
+        ka_time.status(), ka_timeout.status(), age.status(), http_port.status(),
+        ReadEngineFlags(*parsed, &engine_options)}) {
     if (!s.ok()) {
       std::fprintf(stderr, "kvasir serve: %s\n", std::string(s.message()).c_str());
       return kExitUsage;
@@ -117,17 +165,43 @@ int RunServe(absl::Span<const char* const> args) {
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  RaiseFileLimit();
 
+  // The engine reports its events to the metrics; the HTTP side serves them at /metrics (and the
+  // gRPC side may record into the same object).
+  absl::StatusOr<std::shared_ptr<EngineMetrics>> metrics = EngineMetrics::Create();
+  if (!metrics.ok()) {
+    std::fprintf(stderr, "kvasir serve: %s\n", metrics.status().ToString().c_str());
+    return kExitFailure;
+  }
+  engine_options.observer = *metrics;
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(engine_options);
   if (!engine.ok()) {
     std::fprintf(stderr, "kvasir serve: %s\n", engine.status().ToString().c_str());
     return kExitFailure;
   }
+  (void)(*metrics)->SetModelInfo((*engine)->model_info());
+  (*metrics)->SetLoadsSource([e = engine->get()] { return e->GetLoads(); });
   absl::StatusOr<std::unique_ptr<GrpcServer>> server =
       GrpcServer::Start(server_options, engine->get());
   if (!server.ok()) {
     std::fprintf(stderr, "kvasir serve: %s\n", server.status().ToString().c_str());
+    (*metrics)->SetLoadsSource(nullptr);
     return kExitFailure;
+  }
+  http::OpenAiServiceOptions http_service_options;
+  http_service_options.served_model_name = parsed->GetString("served-model-name", "");
+  http_service_options.stall_timeout = server_options.stall_timeout;
+  http::OpenAiService http_service(engine->get(), *metrics, http_service_options);
+  std::unique_ptr<http::HttpServer> http_server;
+  if (*http_port != 0) {
+    http_server = StartHttp(parsed->GetString("http-host", server_options.host),
+                            static_cast<int>(*http_port), &http_service);
+    if (http_server == nullptr) {
+      (*server)->Shutdown(absl::ZeroDuration());
+      (*metrics)->SetLoadsSource(nullptr);
+      return kExitFailure;
+    }
   }
   const ModelInfo& info = (*engine)->model_info();
   std::fprintf(stderr, "kvasir: serving %s (%s %s, max_model_len %lld) on %s, kernels: %s\n",
@@ -141,6 +215,14 @@ int RunServe(absl::Span<const char* const> args) {
                "  grpcurl -plaintext -d '{\"text\": \"Hello\", \"max_tokens\": 32}' "
                "localhost:%d kvasir.v1.Kvasir/Generate\n",
                (*server)->port(), (*server)->port());
+  if (http_server != nullptr) {
+    std::fprintf(stderr,
+                 "kvasir: OpenAI-compatible HTTP API on %s (model \"%s\"), e.g.\n"
+                 "  curl http://localhost:%d/v1/completions -H 'Content-Type: application/json' "
+                 "-d '{\"model\": \"%s\", \"prompt\": \"Hello\", \"max_tokens\": 32}'\n",
+                 http_server->address().c_str(), http_service.model_name().c_str(),
+                 http_server->port(), http_service.model_name().c_str());
+  }
   std::fflush(stderr);
 
   int signal_number = 0;
@@ -148,9 +230,16 @@ int RunServe(absl::Span<const char* const> args) {
   std::fprintf(stderr, "kvasir: %s received, draining (up to %lld s)\n",
                signal_number == SIGINT ? "SIGINT" : "SIGTERM", static_cast<long long>(*drain));
   std::fflush(stderr);
+  const absl::Time drain_end = absl::Now() + absl::Seconds(*drain);
+  http_service.SetDraining();               // /ready 503, new completions 503, live go on
   (*server)->Drain(absl::Seconds(*drain));  // readiness off, new calls UNAVAILABLE, live go on
-  (*server)->Shutdown(kShutdownGrace);      // calls first: cancelled calls abort their requests
+  if (http_server != nullptr) DrainHttp(*http_server, http_service, drain_end);
+  // Connections first: closing them aborts what is left of their requests.
+  if (http_server != nullptr) http_server->Stop();
+  (*server)->Shutdown(kShutdownGrace);  // calls first: cancelled calls abort their requests
   (*engine)->Shutdown();
+  (*metrics)->SetLoadsSource(nullptr);
+  http_server.reset();
   server->reset();
   engine->reset();
   std::fprintf(stderr, "kvasir: stopped\n");

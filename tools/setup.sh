@@ -9,7 +9,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 apt_pkgs=(build-essential cmake ninja-build pkg-config git unzip python3-venv
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libpcre2-dev libutf8proc-dev
-  libxxhash-dev clang-format
+  libxxhash-dev libevent-dev clang-format
   prometheus)  # promtool: tests/metrics checks the /metrics exposition with it
 missing=()
 for p in "${apt_pkgs[@]}"; do
@@ -28,7 +28,8 @@ venv="$root/.venv"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
-if ! "$venv/bin/python" -c "import grpc, grpc_health, grpc_reflection, grpc_tools" 2>/dev/null; then
+if ! "$venv/bin/python" -c "import grpc, grpc_health, grpc_reflection, grpc_tools, openai, httpx" \
+    2>/dev/null; then
   echo "setup: installing Python test clients into $venv"
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/tools/requirements.txt"
 fi

@@ -158,7 +158,15 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromGgufVocab(const GgufVo
   for (const auto& id : {vocab.eot_id, vocab.eom_id}) {
     if (id.has_value()) parts.extra_stop_ids.push_back(*id);
   }
-  return Build(std::move(parts));
+  parts.chat_template = vocab.chat_template;
+  KV_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tok, Build(std::move(parts)));
+  auto text_of = [&](const std::optional<int32_t>& id) -> std::optional<std::string> {
+    if (!id.has_value() || *id < 0 || *id >= tok->vocab_size()) return std::nullopt;
+    return std::string(tok->TokenBytes(*id));
+  };
+  tok->special_token_texts_ = {text_of(vocab.bos_id), text_of(vocab.eos_id), text_of(vocab.unk_id),
+                               text_of(vocab.pad_id)};
+  return tok;
 }
 
 }  // namespace kvasir

@@ -38,7 +38,9 @@ Tokenizer::Tokenizer(TokenizerParts& parts)
       prefix_ids_(std::move(parts.prefix_ids)),
       suffix_ids_(std::move(parts.suffix_ids)),
       bos_id_(parts.bos_id),
-      eos_id_(parts.eos_id) {}
+      eos_id_(parts.eos_id),
+      chat_template_(std::move(parts.chat_template)),
+      special_token_texts_(std::move(parts.special_token_texts)) {}
 
 Tokenizer::~Tokenizer() = default;
 

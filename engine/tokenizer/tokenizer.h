@@ -40,6 +40,13 @@ struct GgufVocab {
   std::vector<std::string> merges;   // "a b", in rank order.
   std::optional<int32_t> bos_id, eos_id, unk_id, pad_id, eot_id, eom_id;
   bool add_bos = false, add_eos = false;
+  std::string chat_template;  // tokenizer.chat_template; empty if absent
+};
+
+// The special-token texts transformers gives a chat template (its special_tokens_map); a token
+// the model does not define is nullopt.
+struct SpecialTokenTexts {
+  std::optional<std::string> bos, eos, unk, pad;
 };
 
 // Returns true iff `s` is well-formed UTF-8 (no overlongs, surrogates or code points > U+10FFFF).
@@ -49,17 +56,20 @@ class Tokenizer {
  public:
   // Loads a tokenizer.json (model.type "BPE" with a ByteLevel pre-tokenizer or decoder) and,
   // when `tokenizer_config_json_path` is non-empty and the file exists, its tokenizer_config.json
-  // (bos_token, eos_token, add_bos_token, add_eos_token). Errors: NotFound for a missing
-  // tokenizer.json; InvalidArgument naming the file and field for malformed content;
-  // Unimplemented naming the type for an unsupported normalizer/pre-tokenizer/decoder/model.
+  // (bos_token, eos_token, unk_token, pad_token, add_bos_token, add_eos_token, chat_template).
+  // Errors: NotFound for a missing tokenizer.json; InvalidArgument naming the file and field for
+  // malformed content; Unimplemented naming the type for an unsupported
+  // normalizer/pre-tokenizer/decoder/model.
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromTokenizerJson(
       const std::string& tokenizer_json_path, const std::string& tokenizer_config_json_path);
   // Builds a tokenizer from GGUF metadata. Token types 3 (control) and 4 (user-defined) become
-  // added tokens matched in text; control tokens are special. Errors: Unimplemented for a model
+  // added tokens matched in text; control tokens are special. The special-token texts are those
+  // of the bos/eos/unk/pad ids. Errors: Unimplemented for a model
   // other than "gpt2" or an unknown pre name (named in the message); InvalidArgument for
   // inconsistent vocab (merge naming a missing token, ids out of range).
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromGgufVocab(const GgufVocab& vocab);
-  // Loads `dir`/tokenizer.json and, if present, `dir`/tokenizer_config.json.
+  // Loads `dir`/tokenizer.json and, if present, `dir`/tokenizer_config.json; a
+  // `dir`/chat_template.jinja replaces the config's chat_template (as in transformers).
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromDirectory(const std::string& dir);
 
   Tokenizer(const Tokenizer&) = delete;
@@ -94,6 +104,13 @@ class Tokenizer {
   // The raw bytes `id` decodes to (may be part of a UTF-8 sequence); empty out of range.
   std::string_view TokenBytes(int32_t id) const;
 
+  // The model's chat template (Jinja source, see chat_template.h): GGUF tokenizer.chat_template,
+  // or tokenizer_config.json chat_template (a string, or from a list of {name, template} the one
+  // named "default"); empty when the model has none.
+  const std::string& chat_template() const { return chat_template_; }
+  // bos_token/eos_token/unk_token/pad_token as a chat template receives them.
+  const SpecialTokenTexts& special_token_texts() const { return special_token_texts_; }
+
  private:
   // Takes the normalizer, pre-tokenizer, prefix/suffix and BOS/EOS out of `parts`.
   explicit Tokenizer(tokenizer_internal::TokenizerParts& parts);
@@ -114,6 +131,8 @@ class Tokenizer {
   std::vector<int32_t> prefix_ids_, suffix_ids_;  // added by Encode(..., add_special=true)
   std::optional<int32_t> bos_id_, eos_id_;
   std::vector<int32_t> stop_ids_;
+  std::string chat_template_;
+  SpecialTokenTexts special_token_texts_;
 };
 
 // Turns a growing token stream into text deltas that never split a UTF-8 sequence. An incomplete

@@ -248,29 +248,54 @@ absl::Status ParseAddedTokens(const json& j, const std::string& where, Tokenizer
   return absl::OkStatus();
 }
 
+// The text of a tokenizer_config token field: "text" or {"content": "text"}; nullopt otherwise.
+std::optional<std::string> ConfigTokenText(const json& config, const char* key) {
+  if (!config.contains(key)) return std::nullopt;
+  const json& v = config[key];
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_object() && v.contains("content") && v["content"].is_string()) {
+    return v["content"].get<std::string>();
+  }
+  return std::nullopt;
+}
+
 // The id of a tokenizer_config token field: "text" or {"content": "text"}; nullopt if absent.
 std::optional<int32_t> ConfigTokenId(const json& config, const char* key,
                                      const TokenizerParts& parts) {
-  if (!config.contains(key)) return std::nullopt;
-  const json& v = config[key];
-  std::string text;
-  if (v.is_string()) {
-    text = v.get<std::string>();
-  } else if (v.is_object() && v.contains("content") && v["content"].is_string()) {
-    text = v["content"].get<std::string>();
-  } else {
-    return std::nullopt;
-  }
+  const std::optional<std::string> text = ConfigTokenText(config, key);
+  if (!text.has_value()) return std::nullopt;
   for (const AddedToken& t : parts.added_tokens) {
-    if (t.content == text) return t.id;
+    if (t.content == *text) return t.id;
   }
-  auto it = parts.vocab.find(text);
+  auto it = parts.vocab.find(*text);
   if (it != parts.vocab.end()) return it->second;
   return std::nullopt;
 }
 
+// chat_template: a string, or a list of {"name", "template"} of which transformers uses "default".
+absl::StatusOr<std::string> ConfigChatTemplate(const json& config, const std::string& config_path) {
+  if (!config.contains("chat_template") || config["chat_template"].is_null()) return "";
+  const json& t = config["chat_template"];
+  if (t.is_string()) return t.get<std::string>();
+  if (t.is_array()) {
+    for (const json& named : t) {
+      if (named.is_object() && named.value("name", json()) == "default" &&
+          named.contains("template") && named["template"].is_string()) {
+        return named["template"].get<std::string>();
+      }
+    }
+    return "";  // only named templates (e.g. tool_use) and no default one
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      config_path, ": chat_template must be a string or a list of {name, template} objects"));
+}
+
 absl::Status ApplyConfig(const json& config, const std::string& config_path,
                          TokenizerParts* parts) {
+  KV_ASSIGN_OR_RETURN(parts->chat_template, ConfigChatTemplate(config, config_path));
+  parts->special_token_texts = {
+      ConfigTokenText(config, "bos_token"), ConfigTokenText(config, "eos_token"),
+      ConfigTokenText(config, "unk_token"), ConfigTokenText(config, "pad_token")};
   parts->bos_id = ConfigTokenId(config, "bos_token", *parts);
   parts->eos_id = ConfigTokenId(config, "eos_token", *parts);
   if (!parts->bos_id.has_value() && !parts->prefix_ids.empty())
@@ -335,7 +360,19 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromTokenizerJson(
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromDirectory(const std::string& dir) {
   const std::filesystem::path d(dir);
-  return FromTokenizerJson((d / "tokenizer.json").string(), (d / "tokenizer_config.json").string());
+  KV_ASSIGN_OR_RETURN(
+      std::unique_ptr<Tokenizer> tok,
+      FromTokenizerJson((d / "tokenizer.json").string(), (d / "tokenizer_config.json").string()));
+  // Newer Hugging Face repos keep the template in chat_template.jinja; transformers prefers it.
+  const std::filesystem::path jinja = d / "chat_template.jinja";
+  if (std::filesystem::exists(jinja)) {
+    std::ifstream in(jinja, std::ios::binary);
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    if (!in) return absl::DataLossError(absl::StrCat("cannot read ", jinja.string()));
+    tok->chat_template_ = buffer.str();
+  }
+  return tok;
 }
 
 }  // namespace kvasir

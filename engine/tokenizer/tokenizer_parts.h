@@ -13,6 +13,7 @@
 #include "engine/tokenizer/added_tokens.h"
 #include "engine/tokenizer/normalizer.h"
 #include "engine/tokenizer/pre_tokenizer.h"
+#include "engine/tokenizer/tokenizer.h"
 
 namespace kvasir::tokenizer_internal {
 
@@ -32,6 +33,8 @@ struct TokenizerParts {
   std::vector<int32_t> prefix_ids, suffix_ids;  // add_special
   std::optional<int32_t> bos_id, eos_id;
   std::vector<int32_t> extra_stop_ids;  // e.g. GGUF eot/eom
+  std::string chat_template;
+  SpecialTokenTexts special_token_texts;  // tokenizer_config.json; GGUF fills them after Build
 };
 
 }  // namespace kvasir::tokenizer_internal

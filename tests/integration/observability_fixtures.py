@@ -33,9 +33,12 @@ def debian_tool(name: str) -> str:
     return path
 
 
-def http_get(url: str, timeout: float = 10) -> tuple[int, str]:
+def http_get(url: str, timeout: float = 10, data: bytes | None = None) -> tuple[int, str]:
+    """GET (or POST with data) url; returns (status, body), error statuses included."""
+    request = urllib.request.Request(url, data=data,
+                                     headers={"Content-Type": "application/json"} if data else {})
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as reply:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
             return reply.status, reply.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode(errors="replace")
@@ -51,6 +54,13 @@ class HttpServer(Server):
         status, body = http_get(f"http://{self.http_address}/metrics")
         assert status == 200, f"GET /metrics: {status} {body[:500]}"
         return body
+
+    def post_invalid_completion(self) -> None:
+        """A completion request the HTTP API refuses (400): counted in
+        kvasir_requests_rejected_total{reason="invalid_argument"}."""
+        status, body = http_get(f"http://{self.http_address}/v1/completions",
+                                data=b'{"prompt": "Hi", "max_tokens": -1}')
+        assert status == 400, f"POST /v1/completions with max_tokens -1: {status} {body}"
 
 
 def wait_metrics(server: HttpServer, attempts: int = 240) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from observability_fixtures import (DASHBOARD, PROMETHEUS_CONFIG, RULES, RULES_TEST, debian_tool,
                                     dashboard_queries, family_of, grafana_to_promql,
-                                    kvasir_metric_names, parse_exposition, poll, run_prometheus,
+                                    kvasir_metric_names, parse_exposition, run_prometheus,
                                     run_wave, serve_with_http)
 
 
@@ -128,17 +128,16 @@ def rule_queries(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def exposition(kvasir_bin, model_path, stubs, tmp_path_factory):
-    """/metrics of a real server after traffic: requests that ran, waited, and were refused
-    (queue full), plus HTTP scrapes, so that labeled families have series."""
+    """/metrics of a real server after traffic (gRPC streams, more than --max-num-seqs at once;
+    an HTTP request the API refuses; HTTP scrapes), so that labeled families have series."""
     pb2, pb2_grpc = stubs
     with serve_with_http(kvasir_bin, tmp_path_factory.mktemp("serve-rules"),
-                         "--max-num-seqs", "2", "--max-waiting", "2") as server:
+                         "--max-num-seqs", "2") as server:
         with grpc.insecure_channel(server.address) as channel:
-            stub = pb2_grpc.KvasirStub(channel)
-            refused = poll(lambda: run_wave(stub, pb2, concurrency=8, max_tokens=16)[1],
-                           attempts=5, pause_s=0)
-            assert refused, "no request was refused with --max-waiting 2 and 8 at once"
-        server.metrics()  # so that the next scrape has counted an HTTP request
+            tokens, _ = run_wave(pb2_grpc.KvasirStub(channel), pb2, concurrency=4, max_tokens=8)
+            assert tokens == 4 * 8
+        server.post_invalid_completion()
+        server.metrics()  # so that the next scrape has counted a GET /metrics
         return server.metrics()
 
 

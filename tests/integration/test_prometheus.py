@@ -13,7 +13,7 @@ from observability_fixtures import (DASHBOARD, dashboard_queries, grafana_to_pro
                                     serve_with_http)
 
 MAX_WAVES = 5
-WAVE_CONCURRENCY = 8  # > --max-num-seqs 2 + --max-waiting 4: some run, some wait, some refused
+WAVE_CONCURRENCY = 6  # > --max-num-seqs 2: two run, the others wait
 WAVE_MAX_TOKENS = 48
 
 
@@ -40,28 +40,28 @@ def counter_in_exposition(text: str, name: str) -> float:
 @pytest.fixture(scope="module")
 def observed(kvasir_bin, model_path, stubs, tmp_path_factory):
     pb2, pb2_grpc = stubs
-    with serve_with_http(kvasir_bin, tmp_path_factory.mktemp("serve-prom"), "--max-num-seqs", "2",
-                         "--max-waiting", "4") as server, \
+    with serve_with_http(kvasir_bin, tmp_path_factory.mktemp("serve-prom"), "--max-num-seqs", "2") \
+            as server, \
             run_prometheus(tmp_path_factory.mktemp("prometheus"),
                            targets=[server.http_address]) as prom, \
             grpc.insecure_channel(server.address) as channel:
         stub = pb2_grpc.KvasirStub(channel)
         assert poll(lambda: prom.query('up{job="kvasir"} == 1')), (
             f"target never up: {prom.api('targets')}\n{prom.log()}")
+        server.post_invalid_completion()  # data for the dashboard's rejected-requests panel
         expected = counter_in_exposition(server.metrics(), "kvasir_generation_tokens_total")
-        refused_total = 0
         for wave in range(1, MAX_WAVES + 1):
             tokens, refused = run_wave(stub, pb2, WAVE_CONCURRENCY, WAVE_MAX_TOKENS)
+            assert (tokens, refused) == (WAVE_CONCURRENCY * WAVE_MAX_TOKENS, 0)
             expected += tokens
-            refused_total += refused
             # Wait for a scrape that saw every token of this wave.
             scraped = poll(lambda: prom.query(
                 f"kvasir_generation_tokens_total >= {expected}"))
             assert scraped, (f"Prometheus never saw {expected} generation tokens: "
                              f"{prom.query('kvasir_generation_tokens_total')}")
-            # Requests wait (and overflow) only while a scrape happens to fall inside the wave:
-            # run waves until a scrape caught both, or MAX_WAVES have run.
-            if refused_total and prom.query("max_over_time(kvasir_num_requests_waiting[1m]) > 0"):
+            # A scrape sees waiting requests only if it falls inside the wave: run waves until
+            # one did, or MAX_WAVES have run.
+            if prom.query("max_over_time(kvasir_num_requests_waiting[1m]) > 0"):
                 break
         eval_time = float(scraped[0]["value"][0])  # the query's time, just after that scrape
         yield Observed(prom, server.http_address, eval_time, expected, wave)

@@ -175,35 +175,44 @@ int RunServe(absl::Span<const char* const> args) {
     return kExitFailure;
   }
   engine_options.observer = *metrics;
-  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(engine_options);
-  if (!engine.ok()) {
-    std::fprintf(stderr, "kvasir serve: %s\n", engine.status().ToString().c_str());
-    return kExitFailure;
-  }
-  (void)(*metrics)->SetModelInfo((*engine)->model_info());
-  (*metrics)->SetLoadsSource([e = engine->get()] { return e->GetLoads(); });
   server_options.metrics = *metrics;  // gRPC calls and refusals are counted too
-  absl::StatusOr<std::unique_ptr<GrpcServer>> server =
-      GrpcServer::Start(server_options, engine->get());
+
+  // Listen first, load second: while a large model loads, liveness answers (so an orchestrator
+  // does not restart the process) and readiness says "not yet".
+  absl::StatusOr<std::unique_ptr<GrpcServer>> server = GrpcServer::Start(server_options, nullptr);
   if (!server.ok()) {
     std::fprintf(stderr, "kvasir serve: %s\n", server.status().ToString().c_str());
-    (*metrics)->SetLoadsSource(nullptr);
     return kExitFailure;
   }
   http::OpenAiServiceOptions http_service_options;
   http_service_options.served_model_name = parsed->GetString("served-model-name", "");
   http_service_options.stall_timeout = server_options.stall_timeout;
-  http::OpenAiService http_service(engine->get(), *metrics, http_service_options);
+  http::OpenAiService http_service(nullptr, *metrics, http_service_options);
   std::unique_ptr<http::HttpServer> http_server;
   if (*http_port != 0) {
     http_server = StartHttp(parsed->GetString("http-host", server_options.host),
                             static_cast<int>(*http_port), &http_service);
     if (http_server == nullptr) {
       (*server)->Shutdown(absl::ZeroDuration());
-      (*metrics)->SetLoadsSource(nullptr);
       return kExitFailure;
     }
   }
+  std::fprintf(stderr, "kvasir: listening on %s%s%s; loading %s\n", (*server)->address().c_str(),
+               http_server != nullptr ? " and http " : "",
+               http_server != nullptr ? http_server->address().c_str() : "",
+               engine_options.model_path.c_str());
+  std::fflush(stderr);
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(engine_options);
+  if (!engine.ok()) {
+    std::fprintf(stderr, "kvasir serve: %s\n", engine.status().ToString().c_str());
+    if (http_server != nullptr) http_server->Stop();
+    (*server)->Shutdown(absl::ZeroDuration());
+    return kExitFailure;
+  }
+  (void)(*metrics)->SetModelInfo((*engine)->model_info());
+  (*metrics)->SetLoadsSource([e = engine->get()] { return e->GetLoads(); });
+  http_service.SetEngine(engine->get());
+  (*server)->SetEngine(engine->get());
   const ModelInfo& info = (*engine)->model_info();
   std::fprintf(stderr, "kvasir: serving %s (%s %s, max_model_len %lld) on %s, kernels: %s\n",
                info.name.c_str(), info.architecture.c_str(), info.weight_dtype.c_str(),

@@ -155,20 +155,27 @@ const char* RejectionReason(int http_status) {
   }
 }
 
+absl::Status Loading() { return absl::UnavailableError("the model is still loading"); }
+
 }  // namespace
 
 OpenAiService::OpenAiService(Engine* engine, std::shared_ptr<EngineMetrics> metrics,
                              OpenAiServiceOptions options)
-    : engine_(engine),
-      metrics_(std::move(metrics)),
+    : metrics_(std::move(metrics)),
       options_(std::move(options)),
       created_(absl::ToUnixSeconds(absl::Now())) {
-  const ModelInfo& info = engine_->model_info();
+  if (engine != nullptr) SetEngine(engine);
+}
+
+void OpenAiService::SetEngine(Engine* engine) {
+  const ModelInfo& info = engine->model_info();
   model_.name = options_.served_model_name.empty() ? info.name : options_.served_model_name;
-  model_.tokenizer = engine_->tokenizer();
+  model_.tokenizer = engine->tokenizer();
   model_.max_model_len = info.max_model_len;
   model_.kv_capacity_tokens = int64_t{info.kv_num_blocks} * info.kv_block_size;
-  model_.engine = engine_;
+  model_.engine = engine;
+  // Publishes model_: handlers read it only after loading a non-null engine_.
+  engine_.store(engine, std::memory_order_release);
 }
 
 void OpenAiService::Configure(HttpServerOptions& options) {
@@ -202,9 +209,12 @@ void OpenAiService::HandleHealth(const std::shared_ptr<HttpExchange>& exchange) 
 }
 
 void OpenAiService::HandleReady(const std::shared_ptr<HttpExchange>& exchange) {
-  const EngineLoads loads = engine_->GetLoads();
+  Engine* const engine = engine_.load(std::memory_order_acquire);
+  const EngineLoads loads = engine != nullptr ? engine->GetLoads() : EngineLoads();
   std::string problem;
-  if (draining_.load()) {
+  if (engine == nullptr) {
+    problem = "the model is still loading";
+  } else if (draining_.load()) {
     problem = "the server is draining for shutdown";
   } else if (!loads.loop_alive) {
     problem = "the engine loop is not running";
@@ -216,11 +226,13 @@ void OpenAiService::HandleReady(const std::shared_ptr<HttpExchange>& exchange) {
 }
 
 void OpenAiService::HandleModels(const std::shared_ptr<HttpExchange>& exchange) {
+  Engine* const engine = engine_.load(std::memory_order_acquire);
+  if (engine == nullptr) return Reject(exchange, Loading());
   json model = {{"id", model_.name},
                 {"object", "model"},
                 {"created", created_},
                 {"owned_by", "kvasir"},
-                {"root", engine_->model_info().name},
+                {"root", engine->model_info().name},
                 {"max_model_len", model_.max_model_len}};
   ReplyJson(*exchange, 200, {{"object", "list"}, {"data", json::array({std::move(model)})}});
 }
@@ -252,6 +264,8 @@ absl::StatusOr<OpenAiRequest> OpenAiService::Parse(const HttpExchange& exchange,
 
 void OpenAiService::HandleCompletion(const std::shared_ptr<HttpExchange>& exchange,
                                      Endpoint endpoint) {
+  Engine* const engine = engine_.load(std::memory_order_acquire);
+  if (engine == nullptr) return Reject(exchange, Loading());
   if (draining_.load()) {
     return Reject(exchange,
                   absl::UnavailableError("the server is draining for shutdown; send the request to "
@@ -273,11 +287,11 @@ void OpenAiService::HandleCompletion(const std::shared_ptr<HttpExchange>& exchan
   context.include_usage = request->include_usage;
   context.tokenizer = model_.tokenizer;
   auto call =
-      std::make_shared<Call>(exchange, std::move(context), request->stream, engine_, live_calls_);
+      std::make_shared<Call>(exchange, std::move(context), request->stream, engine, live_calls_);
   request->engine.id = *id;
   // The sink's first output reaches the loop as a posted task, so it runs after this handler.
   const absl::Status submitted =
-      engine_->Submit(std::move(request->engine), std::make_shared<CallSink>(call));
+      engine->Submit(std::move(request->engine), std::make_shared<CallSink>(call));
   if (!submitted.ok()) return Reject(exchange, submitted);
   call->Start();
 }

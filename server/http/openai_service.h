@@ -42,13 +42,16 @@ struct OpenAiServiceOptions {
 
 class OpenAiService {
  public:
-  // `engine` (loaded) must outlive the service and the HTTP server using it; `metrics` may be
+  // `engine` must outlive the service and the HTTP server using it; it may be null while the
+  // model loads (then /health is 200, /ready and the API 503 until SetEngine). `metrics` may be
   // null (no /metrics, no request counts).
   OpenAiService(Engine* engine, std::shared_ptr<EngineMetrics> metrics,
                 OpenAiServiceOptions options);
   OpenAiService(const OpenAiService&) = delete;
   OpenAiService& operator=(const OpenAiService&) = delete;
 
+  // The loaded engine. Once, from any thread.
+  void SetEngine(Engine* engine);
   // Sets the routes, the error body and the request counting of `options`.
   void Configure(HttpServerOptions& options);
 
@@ -58,6 +61,7 @@ class OpenAiService {
   // Completions accepted by the engine whose Call is still alive. Thread-safe.
   int num_live_calls() const { return live_calls_->load(); }
 
+  // Valid after SetEngine.
   const std::string& model_name() const { return model_.name; }
 
  private:
@@ -71,7 +75,7 @@ class OpenAiService {
   // rejection.
   void Reject(const std::shared_ptr<HttpExchange>& exchange, const absl::Status& status);
 
-  Engine* const engine_;
+  std::atomic<Engine*> engine_{nullptr};
   const std::shared_ptr<EngineMetrics> metrics_;
   const OpenAiServiceOptions options_;
   ServedModel model_;

@@ -15,7 +15,7 @@ cpu_seconds() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }
 run() {  # $1 = stream interval, rest = bench flags
   local si=$1; shift
   "$kvasir" serve --model "$root/bench/models/ceiling_dummy" --load-format dummy --port "$port" \
-    --threads 1 --max-num-seqs 256 --max-batched-tokens 8192 --max-waiting 0 \
+    --http-port 0 --threads 1 --max-num-seqs 256 --max-batched-tokens 8192 --max-waiting 0 \
     --stream-interval "$si" >/tmp/kvasir_ceiling_serve.log 2>&1 &
   local pid=$!
   for _ in $(seq 100); do
@@ -40,5 +40,5 @@ print(f"stream-interval {si:>2} {flags:8} rpcs/s {r['rps']:8.1f}  tokens/s {r['o
       f"  ITL p50 {1e3 * r['itl_s'].get('p50', 0):.2f} ms  status {r['status_codes']}")
 PY
 }
-for si in 1 4 16; do run "$si"; done
+for si in 1 4 8 16; do run "$si"; done
 run 1 --unary

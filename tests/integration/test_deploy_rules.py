@@ -2,7 +2,9 @@
 dashboard's queries are valid PromQL, and every kvasir_* metric that the rules and the dashboard
 select is exported by a real `kvasir serve` (so a rename breaks this test, not a dashboard)."""
 import json
+import re
 import subprocess
+import threading
 
 import grpc
 import pytest
@@ -163,3 +165,33 @@ def test_rules_and_dashboard_select_only_metrics_the_server_exports(rule_queries
             problems.append(f"{name} ({where}): family {family} ({types[family]}) has no "
                             f"{name} series")
     assert not problems, "\n".join(problems)
+
+
+def test_promtool_finds_nothing_to_report_in_metrics_scraped_under_load(kvasir_bin, stubs,
+                                                                         tmp_path):
+    """`promtool check metrics` on /metrics scraped while streams run (gRPC and HTTP, more of
+    them than --max-num-seqs, so requests wait and get preempted or queued) and after."""
+    pb2, pb2_grpc = stubs
+    promtool = debian_tool("promtool")
+    scrapes = []
+    with serve_with_http(kvasir_bin, tmp_path, "--max-num-seqs", "2") as server:
+        with grpc.insecure_channel(server.address) as channel:
+            stub = pb2_grpc.KvasirStub(channel)
+            result = {}
+            wave = threading.Thread(target=lambda: result.update(
+                r=run_wave(stub, pb2, concurrency=6, max_tokens=24)))
+            wave.start()
+            while wave.is_alive():
+                scrapes.append(server.metrics())
+                server.post_invalid_completion()
+                wave.join(timeout=0.25)
+            assert result["r"][0] == 6 * 24
+        scrapes.append(server.metrics())
+    assert len(scrapes) >= 2
+    # Not vacuous: a scrape taken during the load saw requests waiting.
+    assert any(re.search(r"^kvasir_num_requests_waiting [1-9]", s, re.M) for s in scrapes[:-1])
+    for text in scrapes[::max(1, len(scrapes) // 8)] + scrapes[-1:]:  # <= 10 promtool runs
+        check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+                               text=True, timeout=60)
+        assert check.returncode == 0 and check.stdout == "" and check.stderr == "", (
+            f"promtool check metrics: rc {check.returncode}\n{check.stdout}{check.stderr}")

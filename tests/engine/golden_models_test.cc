@@ -1,4 +1,5 @@
-// Tiny random-weight Llama, Qwen2 and Qwen3 models made with Hugging Face transformers
+// Tiny random-weight Llama, Qwen2, Qwen3, Mixtral and Qwen3-MoE models made with Hugging Face
+// transformers
 // (tools/gen_golden_models.py): our logits and greedy continuations against theirs.
 #include <cmath>
 #include <memory>
@@ -102,13 +103,15 @@ TEST_P(GoldenModelTest, GreedyContinuationsThroughTheEngineMatchTransformers) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Architectures, GoldenModelTest,
-                         ::testing::Values(GoldenCase{"llama_tiny", "llama_tiny/reference.json"},
-                                           GoldenCase{"qwen2_tiny", "qwen2_tiny/reference.json"},
-                                           GoldenCase{"qwen3_tiny", "qwen3_tiny/reference.json"},
-                                           GoldenCase{"qwen3_tiny_sharded",
-                                                      "qwen3_tiny/reference.json"}),
-                         [](const auto& info) { return info.param.model_dir; });
+INSTANTIATE_TEST_SUITE_P(
+    Architectures, GoldenModelTest,
+    ::testing::Values(GoldenCase{"llama_tiny", "llama_tiny/reference.json"},
+                      GoldenCase{"qwen2_tiny", "qwen2_tiny/reference.json"},
+                      GoldenCase{"qwen3_tiny", "qwen3_tiny/reference.json"},
+                      GoldenCase{"qwen3_tiny_sharded", "qwen3_tiny/reference.json"},
+                      GoldenCase{"mixtral_tiny", "mixtral_tiny/reference.json"},
+                      GoldenCase{"qwen3_moe_tiny", "qwen3_moe_tiny/reference.json"}),
+    [](const auto& info) { return info.param.model_dir; });
 
 }  // namespace
 }  // namespace kvasir

@@ -1,12 +1,17 @@
 // Ops::Moe (CPU backend) against a naive per-token loop over the chosen experts, and the stacked
 // expert layout (transformers 5's experts.gate_up_proj / experts.down_proj) against the
 // per-expert one on the tiny Mixtral.
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <numeric>
 #include <random>
 
+#include "engine/engine.h"
 #include "engine/model_loader.h"
 #include "engine/model_runner.h"
 #include "engine/ops.h"
@@ -261,6 +266,65 @@ TEST(MoeStackedLayoutTest, StackedExpertTensorsGiveTheSameLogitsAsPerExpertOnes)
   const std::vector<int32_t> prompt = {5, 17, 200, 3, 99, 42, 7, 128, 64};
   const std::vector<float> want = testing::AllLogits(**per_expert, prompt);
   EXPECT_EQ(testing::AllLogits(**from_stacked, prompt), want);
+}
+
+// Qwen3-30B-A3B's own config.json (bench/models): parsed, it has the published sizes, 30.5B
+// parameters of which 3.3B are active per token.
+TEST(MoeFullSizeConfigTest, RealQwen3MoeConfigHasThePublishedParameterCounts) {
+  auto c = ParseHfConfig(std::string(KVASIR_BENCH_MODELS_DIR) + "/qwen3_30b_a3b/config.json");
+  ASSERT_TRUE(c.ok()) << c.status();
+  const int64_t h = c->hidden_size, hd = c->head_dim;
+  const int64_t experts = c->moe.routing.num_experts, k = c->moe.routing.top_k;
+  const int64_t expert = 3 * c->moe.expert_intermediate_size * h;
+  const int64_t attn = (c->num_heads + 2 * c->num_kv_heads) * hd * h + h * c->num_heads * hd;
+  int64_t total = 2 * c->vocab_size * h, active = total;
+  for (int64_t i = 0; i < c->num_layers; ++i) {
+    ASSERT_TRUE(IsMoeLayer(*c, i)) << "layer " << i;
+    total += attn + experts * h + experts * expert;
+    active += attn + experts * h + k * expert;
+  }
+  EXPECT_EQ(c->num_layers, 48);
+  EXPECT_TRUE(c->moe.routing.renormalize);
+  EXPECT_NEAR(static_cast<double>(total) / 1e9, 30.5, 0.05);
+  EXPECT_NEAR(static_cast<double>(active) / 1e9, 3.3, 0.1);
+}
+
+// The same config scaled down (hidden 128, 2 layers, vocab 512, expert intermediate 32; still
+// 128 experts, top-8, head_dim 64 != hidden / heads) runs through the engine with dummy weights.
+TEST(MoeDummyWeightsTest, ScaledDownQwen3MoeConfigRunsWithDummyWeights) {
+  nlohmann::json cfg =
+      testing::ReadJson(std::string(KVASIR_BENCH_MODELS_DIR) + "/qwen3_30b_a3b/config.json");
+  cfg["hidden_size"] = 128;
+  cfg["num_hidden_layers"] = 2;
+  cfg["num_attention_heads"] = 4;
+  cfg["num_key_value_heads"] = 2;
+  cfg["head_dim"] = 64;
+  cfg["vocab_size"] = 512;
+  cfg["moe_intermediate_size"] = 32;
+  cfg["intermediate_size"] = 256;
+  cfg["torch_dtype"] = "float32";
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("kvasir_moe_dummy_" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "config.json") << cfg.dump(2);
+  EngineOptions o;
+  o.model_path = dir.string();
+  o.dummy_weights = true;
+  o.num_threads = 2;
+  std::vector<std::vector<int32_t>> runs;
+  for (int i = 0; i < 2; ++i) {
+    auto e = Engine::Create(o);
+    ASSERT_TRUE(e.ok()) << e.status();
+    auto a = std::make_shared<testing::CollectingSink>();
+    auto b = std::make_shared<testing::CollectingSink>();
+    ASSERT_TRUE((*e)->Submit(testing::GreedyRequest("a", {1, 2, 3, 4, 5}, 8), a).ok());
+    ASSERT_TRUE((*e)->Submit(testing::GreedyRequest("b", {9, 8, 7}, 8), b).ok());
+    runs.push_back(a->Wait().token_ids);
+    EXPECT_EQ(runs.back().size(), 8u);
+    EXPECT_EQ(b->Wait().token_ids.size(), 8u);
+  }
+  EXPECT_EQ(runs[0], runs[1]);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include "kernels/check.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/matmul.h"
+#include "kernels/cpu/moe.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/thread_pool.h"
 
@@ -175,6 +176,46 @@ class CpuOps : public Ops {
     cpu::PagedAttention(a, &pool_);
   }
 
+  void Moe(Tensor x, const MoeWeights& w, Tensor out) override {
+    const MoeRouting& r = w.routing;
+    const int64_t n = x.rows, h = x.cols, assignments = x.rows * r.top_k;
+    KV_DCHECK(w.router.rows == r.num_experts && w.router.cols == h && out.cols == h);
+    // Scratch outside the step arena: the arena gives every call new buffers, and this op runs
+    // once per layer.
+    moe_logits_.resize(n * r.num_experts);
+    MatMul(x, w.router, nullptr, {moe_logits_.data(), n, r.num_experts});
+    moe_ids_.resize(assignments);
+    moe_weights_.resize(assignments);
+    const float* bias =
+        w.selection_bias.empty() ? nullptr : static_cast<const float*>(w.selection_bias.data);
+    cpu::MoeRoute(moe_logits_.data(), n, r, bias, moe_ids_.data(), moe_weights_.data(), &pool_);
+    cpu::MoePermute(moe_ids_.data(), n, r.top_k, r.num_experts, &moe_perm_);
+    moe_xs_.resize(assignments * h);
+    cpu::MoeGatherRows(x.data, h, moe_perm_.source_token.data(), assignments, moe_xs_.data(),
+                       &pool_);
+    moe_experts_.resize(r.num_experts);
+    for (int32_t e = 0; e < r.num_experts; ++e) {
+      moe_experts_[e] = {w.gate[e].data,  w.up[e].data,  w.down[e].data,
+                         w.gate[e].dtype, w.up[e].dtype, w.down[e].dtype};
+    }
+    cpu::MoeExpertsArgs a;
+    a.xs = moe_xs_.data();
+    a.expert_offsets = moe_perm_.expert_offsets.data();
+    a.num_experts = r.num_experts;
+    a.hidden = h;
+    a.inter = w.inter;
+    a.experts = moe_experts_.data();
+    moe_gate_.resize(assignments * w.inter);
+    moe_up_.resize(assignments * w.inter);
+    moe_ys_.resize(assignments * h);
+    a.scratch_gate = moe_gate_.data();
+    a.scratch_up = moe_up_.data();
+    a.ys = moe_ys_.data();
+    cpu::MoeExpertsSwiGlu(a, &pool_);
+    cpu::MoeCombine(a.ys, h, moe_perm_.row_of.data(), moe_weights_.data(), n, r.top_k, out.data,
+                    &pool_);
+  }
+
   void GatherLogitsRows(Tensor x, Tensor out) override {
     for (int64_t i = 0; i < out.rows; ++i) {
       std::memcpy(out.data + i * x.cols, x.data + batch_->logits_indices[i] * x.cols,
@@ -193,6 +234,11 @@ class CpuOps : public Ops {
   KvCacheSpec kv_;
   std::vector<std::unique_ptr<float[]>> k_cache_, v_cache_;  // per layer
   std::vector<std::unique_ptr<std::vector<float>>> host_floats_;
+  // MoE scratch, reused every layer and step.
+  std::vector<int32_t> moe_ids_;
+  std::vector<float> moe_weights_, moe_logits_, moe_xs_, moe_gate_, moe_up_, moe_ys_;
+  cpu::MoePermutation moe_perm_;
+  std::vector<cpu::ExpertWeights> moe_experts_;
 };
 
 }  // namespace

@@ -24,6 +24,8 @@ using json = nlohmann::json;
 constexpr char kLlama[] = "LlamaForCausalLM";
 constexpr char kQwen2[] = "Qwen2ForCausalLM";
 constexpr char kQwen3[] = "Qwen3ForCausalLM";
+constexpr char kMixtral[] = "MixtralForCausalLM";
+constexpr char kQwen3Moe[] = "Qwen3MoeForCausalLM";
 
 // Typed access to a JSON object; errors name the file and the key.
 class JsonFields {
@@ -168,11 +170,16 @@ absl::StatusOr<std::string> HfArchitecture(const json& j, const std::string& pat
     arch = j["architectures"][0].get<std::string>();
   } else if (j.contains("model_type") && j["model_type"].is_string()) {
     const std::string t = j["model_type"].get<std::string>();
-    arch = t == "llama" ? kLlama : t == "qwen2" ? kQwen2 : t == "qwen3" ? kQwen3 : t;
+    arch = t == "llama"       ? kLlama
+           : t == "qwen2"     ? kQwen2
+           : t == "qwen3"     ? kQwen3
+           : t == "mixtral"   ? kMixtral
+           : t == "qwen3_moe" ? kQwen3Moe
+                              : t;
   } else {
     return Invalid(path, "neither 'architectures' nor 'model_type' names the architecture");
   }
-  if (arch != kLlama && arch != kQwen2 && arch != kQwen3) {
+  if (arch != kLlama && arch != kQwen2 && arch != kQwen3 && arch != kMixtral && arch != kQwen3Moe) {
     return Invalid(path, Cat("architecture '", arch,
                              "' is not supported (supported: ", SupportedArchitectures(), ")"));
   }
@@ -341,9 +348,61 @@ absl::Status HfHeads(const JsonFields& f, const std::string& path, ModelConfig& 
   return absl::OkStatus();
 }
 
+// The experts of Mixtral and Qwen3-MoE (MoeConfig), with transformers' defaults.
+absl::Status HfMoe(const json& j, const JsonFields& f, const std::string& path, ModelConfig& c) {
+  const bool mixtral = c.architecture == kMixtral;
+  MoeConfig& m = c.moe;
+  // transformers 5 writes num_local_experts for both; released Qwen3-MoE files say num_experts.
+  const char* experts_key = f.Present("num_local_experts") ? "num_local_experts" : "num_experts";
+  KV_ASSIGN_OR_RETURN(int64_t experts, f.Int(experts_key, mixtral ? 8 : 128));
+  KV_ASSIGN_OR_RETURN(int64_t top_k, f.Int("num_experts_per_tok", mixtral ? 2 : 8));
+  if (experts <= 0 || experts > INT32_MAX) {
+    return Invalid(path, Cat("'", experts_key, "' must be > 0, got ", experts));
+  }
+  if (top_k < 1 || top_k > experts) {
+    return Invalid(path, Cat("'num_experts_per_tok' must be in [1, ", experts, "], got ", top_k));
+  }
+  m.routing.num_experts = static_cast<int32_t>(experts);
+  m.routing.top_k = static_cast<int32_t>(top_k);
+  m.routing.scoring = MoeScoring::kSoftmax;
+  if (mixtral) {
+    m.routing.renormalize = true;
+    m.expert_intermediate_size = c.intermediate_size;
+    if (f.Present("sliding_window")) {
+      return Invalid(path, "'sliding_window' is set: sliding-window attention is not supported");
+    }
+    return absl::OkStatus();
+  }
+  KV_ASSIGN_OR_RETURN(m.routing.renormalize, f.Bool("norm_topk_prob", false));
+  KV_ASSIGN_OR_RETURN(m.expert_intermediate_size, f.Int("moe_intermediate_size", 768));
+  if (m.expert_intermediate_size <= 0) return Invalid(path, "'moe_intermediate_size' must be > 0");
+  KV_ASSIGN_OR_RETURN(m.decoder_sparse_step, f.Int("decoder_sparse_step", 1));
+  if (m.decoder_sparse_step < 1) return Invalid(path, "'decoder_sparse_step' must be >= 1");
+  if (f.Present("mlp_only_layers")) {
+    const json& layers = j["mlp_only_layers"];
+    if (!layers.is_array()) return f.Bad("mlp_only_layers", "a list of layer indices", layers);
+    for (const json& l : layers) {
+      if (!l.is_number_integer() || l.get<int64_t>() < 0 || l.get<int64_t>() >= c.num_layers) {
+        return f.Bad("mlp_only_layers", Cat("layer indices in [0, ", c.num_layers, ")"), layers);
+      }
+      m.mlp_only_layers.push_back(l.get<int64_t>());
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
-std::string SupportedArchitectures() { return Cat(kLlama, ", ", kQwen2, ", ", kQwen3); }
+std::string SupportedArchitectures() {
+  return Cat(kLlama, ", ", kQwen2, ", ", kQwen3, ", ", kMixtral, ", ", kQwen3Moe);
+}
+
+bool IsMoeLayer(const ModelConfig& c, int64_t layer) {
+  const MoeConfig& m = c.moe;
+  return m.routing.num_experts > 0 && (layer + 1) % m.decoder_sparse_step == 0 &&
+         std::find(m.mlp_only_layers.begin(), m.mlp_only_layers.end(), layer) ==
+             m.mlp_only_layers.end();
+}
 
 absl::StatusOr<ModelConfig> ParseHfConfig(const std::string& path) {
   std::error_code ec;
@@ -358,7 +417,8 @@ absl::StatusOr<ModelConfig> ParseHfConfig(const std::string& path) {
   ModelConfig c;
   KV_ASSIGN_OR_RETURN(c.architecture, HfArchitecture(j, path));
   const bool llama = c.architecture == kLlama;
-  const bool qwen3 = c.architecture == kQwen3;
+  const bool mixtral = c.architecture == kMixtral;
+  const bool moe = mixtral || c.architecture == kQwen3Moe;
   const JsonFields f(j, path);
   KV_ASSIGN_OR_RETURN(c.vocab_size, f.Int("vocab_size"));
   KV_ASSIGN_OR_RETURN(c.hidden_size, f.Int("hidden_size"));
@@ -367,12 +427,14 @@ absl::StatusOr<ModelConfig> ParseHfConfig(const std::string& path) {
   KV_RETURN_IF_ERROR(HfHeads(f, path, c));
   KV_ASSIGN_OR_RETURN(double partial_rotary_factor, f.Double("partial_rotary_factor", 1.0));
   KV_ASSIGN_OR_RETURN(c.max_position_embeddings,
-                      f.Int("max_position_embeddings", llama ? 2048 : 32768));
-  KV_ASSIGN_OR_RETURN(c.rms_norm_eps, f.Double("rms_norm_eps", 1e-6));
+                      f.Int("max_position_embeddings", llama     ? 2048
+                                                       : mixtral ? 131072
+                                                                 : 32768));
+  KV_ASSIGN_OR_RETURN(c.rms_norm_eps, f.Double("rms_norm_eps", mixtral ? 1e-5 : 1e-6));
   const json* rope_params = j.contains("rope_parameters") && j["rope_parameters"].is_object()
                                 ? &j["rope_parameters"]
                                 : nullptr;
-  double theta_default = 10000;
+  double theta_default = mixtral ? 1e6 : 10000;
   if (rope_params != nullptr && rope_params->contains("rope_theta") &&
       (*rope_params)["rope_theta"].is_number()) {
     theta_default = (*rope_params)["rope_theta"].get<double>();
@@ -389,11 +451,12 @@ absl::StatusOr<ModelConfig> ParseHfConfig(const std::string& path) {
   } else {
     KV_ASSIGN_OR_RETURN(c.attention_bias, f.Bool("attention_bias", false));
   }
-  c.qk_norm = qwen3;
+  c.qk_norm = c.architecture == kQwen3 || c.architecture == kQwen3Moe;
   KV_RETURN_IF_ERROR(ParseTokenIds(j, c, path));
   KV_ASSIGN_OR_RETURN(std::string dtype, f.String("dtype", ""));
   KV_ASSIGN_OR_RETURN(c.torch_dtype, f.String("torch_dtype", dtype));
   KV_RETURN_IF_ERROR(Validate(c, path, partial_rotary_factor));
+  if (moe) KV_RETURN_IF_ERROR(HfMoe(j, f, path, c));
   return c;
 }
 

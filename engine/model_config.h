@@ -1,6 +1,6 @@
 // The shape of a model, from a Hugging Face config.json or from GGUF metadata, and what derives
 // from it (RoPE inverse frequencies). Supported: LlamaForCausalLM, Qwen2ForCausalLM,
-// Qwen3ForCausalLM.
+// Qwen3ForCausalLM, MixtralForCausalLM, Qwen3MoeForCausalLM.
 #ifndef KVASIR_ENGINE_MODEL_CONFIG_H_
 #define KVASIR_ENGINE_MODEL_CONFIG_H_
 
@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kernels/moe_routing.h"
 
 namespace kvasir {
 
@@ -37,8 +38,24 @@ struct RopeScaling {
   double attention_factor = 1;
 };
 
+// Mixture of experts; routing.num_experts == 0 for a dense model. Router auxiliary-loss settings
+// (output_router_logits, router_aux_loss_coef, router_jitter_noise) only matter for training and
+// are ignored.
+struct MoeConfig {
+  // num_local_experts (or num_experts), num_experts_per_tok, norm_topk_prob (Mixtral: always
+  // renormalised); scoring, groups and scaling are DeepSeek's and keep their defaults otherwise.
+  MoeRouting routing;
+  int64_t expert_intermediate_size = 0;  // moe_intermediate_size (Mixtral: intermediate_size)
+  // Layer i has experts iff routing.num_experts > 0, (i + 1) % decoder_sparse_step == 0 and i is
+  // not in mlp_only_layers (Qwen3-MoE); the other layers have a dense MLP of intermediate_size.
+  int64_t decoder_sparse_step = 1;
+  std::vector<int64_t> mlp_only_layers;
+};
+
 struct ModelConfig {
-  std::string architecture;  // "LlamaForCausalLM" | "Qwen2ForCausalLM" | "Qwen3ForCausalLM"
+  // "LlamaForCausalLM" | "Qwen2ForCausalLM" | "Qwen3ForCausalLM" | "MixtralForCausalLM" |
+  // "Qwen3MoeForCausalLM"
+  std::string architecture;
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
   int64_t intermediate_size = 0;
@@ -62,16 +79,21 @@ struct ModelConfig {
   std::optional<int64_t> bos_token_id;
   std::vector<int64_t> eos_token_ids;  // config.json's eos_token_id may be an int or a list
   std::string torch_dtype;             // "" when unknown (GGUF)
+  MoeConfig moe;
 };
+
+// Whether layer `layer` routes to experts (see MoeConfig) rather than running a dense MLP.
+bool IsMoeLayer(const ModelConfig& c, int64_t layer);
 
 // The architectures above, for messages: "LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM".
 std::string SupportedArchitectures();
 
 // Reads a Hugging Face config.json. Defaults follow transformers (LlamaConfig, Qwen2Config,
-// Qwen3Config). NotFound when the file is absent; InvalidArgument naming the file and the key for
-// invalid JSON, an unknown architecture (listing the supported ones), a missing or ill-typed
-// required key, or inconsistent values (heads not dividing hidden_size or each other, odd head_dim,
-// unsupported rope_scaling).
+// Qwen3Config, MixtralConfig, Qwen3MoeConfig). NotFound when the file is absent; InvalidArgument
+// naming the file and the key for invalid JSON, an unknown architecture (listing the supported
+// ones), a missing or ill-typed required key, or inconsistent values (heads not dividing
+// hidden_size or each other, odd head_dim, unsupported rope_scaling, num_experts_per_tok outside
+// [1, experts], mlp_only_layers out of range, a Mixtral sliding_window).
 absl::StatusOr<ModelConfig> ParseHfConfig(const std::string& config_json_path);
 
 // The same from GGUF metadata (<arch>.* keys for llama, qwen2, qwen3) and the tensors present:

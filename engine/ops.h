@@ -15,6 +15,7 @@
 #include "engine/model_config.h"
 #include "engine/weights/weight_source.h"
 #include "kernels/dtype.h"
+#include "kernels/moe_routing.h"
 #include "scheduler/batch.h"
 
 namespace kvasir {
@@ -37,6 +38,27 @@ struct Weight {
   int64_t rows = 0;
   int64_t cols = 0;
   bool empty() const { return data == nullptr; }
+};
+
+// Rows [begin, begin + count) of w: one part of a stacked tensor (e.g. expert e of a
+// [num_experts * rows, cols] expert weight). Pointer arithmetic only, valid for any backend.
+inline Weight SliceRows(const Weight& w, int64_t begin, int64_t count) {
+  Weight s = w;
+  s.data = static_cast<const uint8_t*>(w.data) + begin * RowBytes(w.dtype, w.cols);
+  s.rows = count;
+  return s;
+}
+
+// The routed experts of one mixture-of-experts layer, in backend memory. Shared experts are not
+// here: they are a dense MLP the model adds to the op's output.
+struct MoeWeights {
+  MoeRouting routing;     // kernels/moe_routing.h
+  Weight router;          // [num_experts, hidden]
+  Weight selection_bias;  // 1 x num_experts float32 (e_score_correction_bias), or empty
+  int64_t inter = 0;      // each expert's intermediate size
+  // Per expert: gate and up [inter, hidden], down [hidden, inter]; each num_experts long. They
+  // may be slices of stacked tensors (SliceRows).
+  std::vector<Weight> gate, up, down;
 };
 
 // Geometry of the paged KV cache: one pool, every layer, blocks of block_size token slots.
@@ -85,6 +107,13 @@ class Ops {
   // Writes k, v ([tokens, kv_heads * head_dim]) into the layer's cache at the batch slots, then
   // out = causal paged attention of q ([tokens, heads * head_dim]) over each sequence's context.
   virtual void Attention(int32_t layer, Tensor q, Tensor k, Tensor v, float scale, Tensor out) = 0;
+  // Mixture of experts, one op: router logits = x * router^T; route each token (MoeRouting:
+  // top_k experts and their weights); permute the tokens grouped by expert; run every expert's
+  // SwiGLU MLP down_e(silu(gate_e x) * up_e x) over its contiguous rows (a grouped GEMM); then
+  // un-permute: out[t] = sum_j weight[t][j] * y_j[t], summed in routing order (largest choice
+  // first). x and out are [tokens, hidden] and must not overlap. Expert parallelism adds its
+  // all-to-all dispatch after the permute and its return before the combine, inside the op.
+  virtual void Moe(Tensor x, const MoeWeights& w, Tensor out) = 0;
   // out[i] = x[batch.logits_indices[i]]
   virtual void GatherLogitsRows(Tensor x, Tensor out) = 0;
   // Copies a tensor to host memory (logits for the sampler).

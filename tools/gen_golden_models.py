@@ -11,7 +11,8 @@ Writes, for each of three architectures, a directory tests/fixtures/models/<name
     model.safetensors      float32 weights (save_pretrained(safe_serialization=True))
     reference.json         logits for every position of 4 prompts + 32-token greedy continuations
 and one sharded copy (tests/fixtures/models/qwen3_tiny_sharded/: model.safetensors.index.json
-plus several model-0000i-of-0000n.safetensors shards) of the qwen3 model.
+plus several model-0000i-of-0000n.safetensors shards) of the qwen3 model. `--only NAME[,NAME]`
+regenerates just those models (the others' files are left alone).
 
 Models (float32, eager attention, fixed torch seed, weights drawn with a larger std than the
 HF default so that logits are O(1) and attention is far from uniform):
@@ -21,6 +22,18 @@ HF default so that logits are O(1) and attention is far from uniform):
                  untied lm_head.
     qwen2_tiny   Qwen2ForCausalLM, q/k/v biases, tied embeddings (no lm_head.weight in the file).
     qwen3_tiny   Qwen3ForCausalLM, per-head q/k RMSNorm, head_dim 32 != hidden/heads (16), untied.
+    mixtral_tiny     MixtralForCausalLM, 8 experts, top-2 (softmax, renormalised), expert
+                     intermediate 16, 2 layers. transformers 5 keeps the experts stacked in memory
+                     (experts.gate_up_proj [E, 2I, H], experts.down_proj [E, H, I]) but
+                     save_pretrained writes them per expert (block_sparse_moe.experts.N.w1/w2/w3).
+    qwen3_moe_tiny   Qwen3MoeForCausalLM, 8 experts, top-2 without renormalisation
+                     (norm_topk_prob false), moe_intermediate 16, 3 layers with mlp_only_layers [1]
+                     (a dense MLP of intermediate 64 there), q/k norm. config.json says
+                     "num_experts" as released Qwen3-MoE checkpoints do (transformers 5 writes
+                     "num_local_experts"; both read back the same).
+MoE prompts are also redrawn until, at every token of prompt + continuation and every MoE layer,
+the k-th and (k+1)-th routing probabilities differ by at least MIN_ROUTER_GAP (a near-tie there
+would let float32 rounding pick another expert); reference.json records router_min_gap.
 
 config.json: transformers >= 5 writes RoPE settings as "rope_parameters" {rope_type, rope_theta,
 ...}. Released checkpoints (Llama 3.x, Qwen2.5, Qwen3) still carry the legacy top-level
@@ -48,13 +61,15 @@ import sys
 import numpy as np
 import torch
 import transformers
-from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config, Qwen3Config
+from transformers import (AutoModelForCausalLM, LlamaConfig, MixtralConfig, Qwen2Config,
+                          Qwen3Config, Qwen3MoeConfig)
 
 SEED = 20261123
 PROMPT_LENGTHS = (1, 7, 16, 33)
 NEW_TOKENS = 32
 MIN_GAP = 0.01       # prompts are redrawn until every greedy step has top1 - top2 >= this
 MAX_DRAWS = 50
+MIN_ROUTER_GAP = 1e-4  # MoE: top-k vs next routing probability, every token and layer
 
 
 def model_specs():
@@ -75,6 +90,15 @@ def model_specs():
             vocab_size=448, intermediate_size=128, num_hidden_layers=2, head_dim=32,
             rope_theta=1000000.0, attention_bias=False, use_sliding_window=False,
             tie_word_embeddings=False, **common)),
+        ("mixtral_tiny", MixtralConfig(
+            vocab_size=256, intermediate_size=16, num_hidden_layers=2, num_local_experts=8,
+            num_experts_per_tok=2, rope_theta=1000000.0, sliding_window=None,
+            router_jitter_noise=0.0, tie_word_embeddings=False, **common)),
+        ("qwen3_moe_tiny", Qwen3MoeConfig(
+            vocab_size=256, intermediate_size=64, moe_intermediate_size=16, num_hidden_layers=3,
+            num_experts=8, num_experts_per_tok=2, norm_topk_prob=False, decoder_sparse_step=1,
+            mlp_only_layers=[1], rope_theta=1000000.0, attention_bias=False,
+            use_sliding_window=False, tie_word_embeddings=False, **common)),
     ]
 
 
@@ -96,7 +120,10 @@ def init_weights(model, gen):
                 p.copy_(0.35 * torch.randn(p.shape, generator=gen))
             elif name.endswith(("q_proj.weight", "k_proj.weight")):
                 p.copy_(0.25 * torch.randn(p.shape, generator=gen))
-            elif name.endswith(".weight"):
+            elif name.endswith(("mlp.gate.weight", "block_sparse_moe.gate.weight")):
+                # MoE router: logits std ~2, so routing is decisive rather than near-uniform.
+                p.copy_(0.25 * torch.randn(p.shape, generator=gen))
+            elif name.endswith((".weight", "experts.gate_up_proj", "experts.down_proj")):
                 p.copy_(0.12 * torch.randn(p.shape, generator=gen))
             else:
                 raise RuntimeError(f"unexpected parameter {name}")
@@ -105,6 +132,8 @@ def init_weights(model, gen):
 def add_legacy_config_keys(path, config):
     with open(path) as f:
         cfg = json.load(f)
+    if cfg.get("model_type") == "qwen3_moe":  # released Qwen3-MoE configs say num_experts
+        cfg["num_experts"] = cfg.pop("num_local_experts")
     rp = dict(cfg.get("rope_parameters") or {})
     if "rope_theta" in rp:
         cfg["rope_theta"] = rp["rope_theta"]
@@ -129,6 +158,27 @@ def attention_stats(model, ids):
     return [round(float(a[0, :, -1, :].max(dim=-1).values.mean()), 3) for a in out.attentions]
 
 
+def router_min_gap(model, ids):
+    """MoE: min over tokens and MoE layers of p_k - p_(k+1) (sorted routing probabilities); None
+    for a dense model."""
+    routers = [m for m in model.modules() if type(m).__name__.endswith("TopKRouter")]
+    if not routers:
+        return None
+    gaps = []
+
+    def hook(module, args, output):
+        probs = torch.softmax(output[0].float(), dim=-1).sort(dim=-1, descending=True).values
+        k = module.top_k
+        gaps.append(float((probs[:, k - 1] - probs[:, k]).min()))
+
+    handles = [r.register_forward_hook(hook) for r in routers]
+    with torch.no_grad():
+        model(ids, use_cache=False)
+    for h in handles:
+        h.remove()
+    return min(gaps)
+
+
 def reference_cases(model, vocab, rng):
     cases = []
     # No EOS anywhere (model.generation_config would otherwise be merged in and stop at id 2).
@@ -145,7 +195,9 @@ def reference_cases(model, vocab, rng):
                 out = model.generate(ids, attention_mask=torch.ones_like(ids), **gen_kw)
             step_logits = torch.stack([l[0].float() for l in out.logits])  # [32, vocab]
             top2 = torch.topk(step_logits, 2, dim=-1)
-            if float((top2.values[:, 0] - top2.values[:, 1]).min()) >= MIN_GAP:
+            router_gap = router_min_gap(model, out.sequences)
+            if (float((top2.values[:, 0] - top2.values[:, 1]).min()) >= MIN_GAP and
+                    (router_gap is None or router_gap >= MIN_ROUTER_GAP)):
                 break
         else:
             print(f"  WARNING: no prompt of length {n} with all greedy gaps >= {MIN_GAP}")
@@ -176,9 +228,11 @@ def reference_cases(model, vocab, rng):
             greedy_gap=[f9(v) for v in gaps],
             attention_max_prob_last_pos=attention_stats(model, ids) if n > 1 else None,
         ))
+        if router_gap is not None:
+            cases[-1]["router_min_gap"] = f9(router_gap)
         print(f"  prompt len {n:2d}: logits std {logits.std():.3f}, min greedy gap "
               f"{min(gaps):.4f}, attn max-prob {cases[-1]['attention_max_prob_last_pos']}, "
-              f"greedy {new[:8]}...")
+              f"router gap {router_gap}, greedy {new[:8]}...")
     return cases
 
 
@@ -206,11 +260,43 @@ def write_reference(path, ref):
         f.write("\n".join(lines) + "\n")
 
 
+def swiglu(h, gate, up, down):
+    g = h @ gate.T
+    return (g / (1 + np.exp(-g)) * (h @ up.T)) @ down.T
+
+
+def numpy_is_moe_layer(cfg, i):
+    experts = cfg.get("num_local_experts") or cfg.get("num_experts") or 0
+    return (experts > 0 and i not in (cfg.get("mlp_only_layers") or []) and
+            (i + 1) % cfg.get("decoder_sparse_step", 1) == 0)
+
+
+def numpy_moe(cfg, w, p, h):
+    """A per-token loop over the top-k experts (Mixtral / Qwen3-MoE names)."""
+    mixtral = cfg["model_type"] == "mixtral"
+    block = p + ("block_sparse_moe." if mixtral else "mlp.")
+    names = ("w1", "w3", "w2") if mixtral else ("gate_proj", "up_proj", "down_proj")
+    renormalize = mixtral or cfg.get("norm_topk_prob", False)
+    k = cfg["num_experts_per_tok"]
+    logits = h @ w[block + "gate.weight"].T
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    out = np.zeros_like(h)
+    for t in range(h.shape[0]):
+        top = np.argsort(-probs[t], kind="stable")[:k]
+        weights = probs[t, top] / (probs[t, top].sum() if renormalize else 1.0)
+        for e, wt in zip(top, weights):
+            ew = [w[f"{block}experts.{e}.{n}.weight"] for n in names]
+            out[t] += wt * swiglu(h[t:t + 1], *ew)[0]
+    return out
+
+
 def numpy_forward(model_dir, prompt):
     """Independent float64 numpy forward pass from config.json (legacy rope keys) + safetensors.
 
     A check that the goldens mean what a from-scratch implementation reading these files
-    computes (RoPE rotate-half layout, llama3 frequency scaling, GQA, q/k norm, biases, tying).
+    computes (RoPE rotate-half layout, llama3 frequency scaling, GQA, q/k norm, biases, tying,
+    top-k expert routing).
     """
     from safetensors.numpy import load_file
     with open(os.path.join(model_dir, "config.json")) as f:
@@ -269,9 +355,11 @@ def numpy_forward(model_dir, prompt):
         a = (s / s.sum(-1, keepdims=True)) @ v
         x = x + a.transpose(1, 0, 2).reshape(T, H * D) @ w[p + "self_attn.o_proj.weight"].T
         h = rms(x, w[p + "post_attention_layernorm.weight"])
-        g = h @ w[p + "mlp.gate_proj.weight"].T
-        u = h @ w[p + "mlp.up_proj.weight"].T
-        x = x + (g / (1 + np.exp(-g)) * u) @ w[p + "mlp.down_proj.weight"].T
+        if numpy_is_moe_layer(cfg, i):
+            x = x + numpy_moe(cfg, w, p, h)
+        else:
+            x = x + swiglu(h, *(w[p + f"mlp.{n}.weight"] for n in ("gate_proj", "up_proj",
+                                                                    "down_proj")))
     x = rms(x, w["model.norm.weight"])
     head = w["model.embed_tokens.weight"] if cfg["tie_word_embeddings"] else w["lm_head.weight"]
     return x @ head.T
@@ -300,11 +388,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="tests/fixtures/models")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--only", default="", help="comma-separated model names to (re)generate")
     args = ap.parse_args()
+    only = set(filter(None, args.only.split(",")))
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
 
     for idx, (name, config) in enumerate(model_specs()):
+        if only and name not in only:
+            continue
         print(f"{name}:")
         gen = torch.Generator().manual_seed(SEED + idx)
         model = AutoModelForCausalLM.from_config(config, attn_implementation="eager",
@@ -342,6 +434,8 @@ def main():
             min_greedy_gap_required=MIN_GAP,
             eos_ignored=True,
             logits_digits=9,
+            **({"min_router_gap_required": MIN_ROUTER_GAP}
+               if "router_min_gap" in cases[0] else {}),
             cases=cases,
         )
         write_reference(os.path.join(d, "reference.json"), ref)

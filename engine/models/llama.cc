@@ -1,10 +1,13 @@
-// The Llama family: Llama-2/3 (incl. llama3 RoPE scaling) and SmolLM2, Qwen2 (q/k/v bias) and
-// Qwen3 (per-head q/k RMSNorm). One decoder, switched by config flags.
+// The Llama family: Llama-2/3 (incl. llama3 RoPE scaling) and SmolLM2, Qwen2 (q/k/v bias),
+// Qwen3 (per-head q/k RMSNorm), and their mixture-of-experts variants Mixtral (Llama attention)
+// and Qwen3-MoE (Qwen3 attention). One decoder, switched by config flags; a layer's MLP is dense
+// or Ops::Moe (IsMoeLayer).
 #include <cmath>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "engine/models/model.h"
+#include "engine/models/moe_weights.h"
 #include "engine/util/status_macros.h"
 
 namespace kvasir {
@@ -13,7 +16,9 @@ namespace {
 struct LayerWeights {
   Weight input_norm, post_attention_norm;
   Weight q, k, v, o, q_bias, k_bias, v_bias, q_norm, k_norm;
-  Weight gate, up, down;
+  Weight gate, up, down;  // dense MLP
+  bool sparse = false;    // experts instead of the dense MLP
+  MoeWeights moe;
 };
 
 class LlamaModel : public Model {
@@ -50,9 +55,16 @@ class LlamaModel : public Model {
         KV_ASSIGN_OR_RETURN(l.q_norm, Fetch(w, ops, p + "self_attn.q_norm.weight", {c_.head_dim}));
         KV_ASSIGN_OR_RETURN(l.k_norm, Fetch(w, ops, p + "self_attn.k_norm.weight", {c_.head_dim}));
       }
-      KV_ASSIGN_OR_RETURN(l.gate, Fetch(w, ops, p + "mlp.gate_proj.weight", {ffn, h}));
-      KV_ASSIGN_OR_RETURN(l.up, Fetch(w, ops, p + "mlp.up_proj.weight", {ffn, h}));
-      KV_ASSIGN_OR_RETURN(l.down, Fetch(w, ops, p + "mlp.down_proj.weight", {h, ffn}));
+      l.sparse = IsMoeLayer(c_, i);
+      if (l.sparse) {
+        const MoeTensorNames names =
+            c_.architecture == "MixtralForCausalLM" ? MixtralMoeNames() : QwenMoeNames();
+        KV_ASSIGN_OR_RETURN(l.moe, LoadMoeWeights(w, ops, c_, names, i));
+      } else {
+        KV_ASSIGN_OR_RETURN(l.gate, Fetch(w, ops, p + "mlp.gate_proj.weight", {ffn, h}));
+        KV_ASSIGN_OR_RETURN(l.up, Fetch(w, ops, p + "mlp.up_proj.weight", {ffn, h}));
+        KV_ASSIGN_OR_RETURN(l.down, Fetch(w, ops, p + "mlp.down_proj.weight", {h, ffn}));
+      }
     }
     KV_ASSIGN_OR_RETURN(inv_freq_, ops.UploadFloats(RopeInvFreq(c_)));
     return absl::OkStatus();
@@ -68,41 +80,28 @@ class LlamaModel : public Model {
 
   Tensor Forward(const StepBatch& batch, Ops& ops) override {
     const int64_t n = batch.num_tokens();
-    const int32_t hd = static_cast<int32_t>(c_.head_dim);
     const float eps = static_cast<float>(c_.rms_norm_eps);
-    const float scale = 1.0f / std::sqrt(static_cast<float>(c_.head_dim));
     Tensor x = ops.Alloc(n, c_.hidden_size);
     Tensor h = ops.Alloc(n, c_.hidden_size);
-    Tensor q = ops.Alloc(n, c_.num_heads * hd);
-    Tensor k = ops.Alloc(n, c_.num_kv_heads * hd);
-    Tensor v = ops.Alloc(n, c_.num_kv_heads * hd);
-    Tensor attn = ops.Alloc(n, c_.num_heads * hd);
-    Tensor gate = ops.Alloc(n, c_.intermediate_size);
-    Tensor up = ops.Alloc(n, c_.intermediate_size);
+    // Scratch shared by every layer (the arena hands out a new buffer per Alloc call).
+    const int64_t hd = c_.head_dim, ffn = c_.intermediate_size;
+    const Scratch s{ops.Alloc(n, c_.num_heads * hd),
+                    ops.Alloc(n, c_.num_kv_heads * hd),
+                    ops.Alloc(n, c_.num_kv_heads * hd),
+                    ops.Alloc(n, c_.num_heads * hd),
+                    ops.Alloc(n, ffn),
+                    ops.Alloc(n, ffn),
+                    ops.Alloc(n, c_.hidden_size)};
     ops.Embedding(embed_, x);
     const Tensor rope =
         ops.RopeTable(inv_freq_, static_cast<int32_t>(c_.rotary_dim), c_.rope_angles);
     for (int32_t i = 0; i < static_cast<int32_t>(layers_.size()); ++i) {
       const LayerWeights& l = layers_[i];
       ops.RmsNorm(x, l.input_norm, eps, h);
-      ops.MatMul(h, l.q, Bias(l.q_bias), q);
-      ops.MatMul(h, l.k, Bias(l.k_bias), k);
-      ops.MatMul(h, l.v, Bias(l.v_bias), v);
-      if (c_.qk_norm) {
-        ops.RmsNorm(q.View(hd), l.q_norm, eps, q.View(hd));
-        ops.RmsNorm(k.View(hd), l.k_norm, eps, k.View(hd));
-      }
-      ops.Rope(q, hd, rope, c_.rope_layout);
-      ops.Rope(k, hd, rope, c_.rope_layout);
-      ops.Attention(i, q, k, v, scale, attn);
-      ops.MatMul(attn, l.o, nullptr, h);
+      SelfAttention(ops, i, rope, s, h);
       ops.Add(x, h);
       ops.RmsNorm(x, l.post_attention_norm, eps, h);
-      ops.MatMul(h, l.gate, nullptr, gate);
-      ops.MatMul(h, l.up, nullptr, up);
-      ops.SiluMul(gate, up, gate);
-      ops.MatMul(gate, l.down, nullptr, h);
-      ops.Add(x, h);
+      ops.Add(x, Mlp(ops, l, s, h));
     }
     // Only the rows that sample need the final norm and the (large) LM head.
     const int64_t m = static_cast<int64_t>(batch.logits_indices.size());
@@ -115,6 +114,42 @@ class LlamaModel : public Model {
   }
 
  private:
+  struct Scratch {
+    Tensor q, k, v, attn, gate, up, moe_out;
+  };
+
+  // h = o_proj(attention(q, k, v)) of the normed input h, in place.
+  void SelfAttention(Ops& ops, int32_t layer, Tensor rope, const Scratch& s, Tensor h) const {
+    const LayerWeights& l = layers_[layer];
+    const int32_t hd = static_cast<int32_t>(c_.head_dim);
+    const float eps = static_cast<float>(c_.rms_norm_eps);
+    ops.MatMul(h, l.q, Bias(l.q_bias), s.q);
+    ops.MatMul(h, l.k, Bias(l.k_bias), s.k);
+    ops.MatMul(h, l.v, Bias(l.v_bias), s.v);
+    if (c_.qk_norm) {
+      ops.RmsNorm(s.q.View(hd), l.q_norm, eps, s.q.View(hd));
+      ops.RmsNorm(s.k.View(hd), l.k_norm, eps, s.k.View(hd));
+    }
+    ops.Rope(s.q, hd, rope, c_.rope_layout);
+    ops.Rope(s.k, hd, rope, c_.rope_layout);
+    ops.Attention(layer, s.q, s.k, s.v, 1.0f / std::sqrt(static_cast<float>(hd)), s.attn);
+    ops.MatMul(s.attn, l.o, nullptr, h);
+  }
+
+  // The layer's MLP (dense SwiGLU or routed experts) of the normed input h; returns where the
+  // result is (h itself for the dense MLP).
+  Tensor Mlp(Ops& ops, const LayerWeights& l, const Scratch& s, Tensor h) const {
+    if (l.sparse) {
+      ops.Moe(h, l.moe, s.moe_out);
+      return s.moe_out;
+    }
+    ops.MatMul(h, l.gate, nullptr, s.gate);
+    ops.MatMul(h, l.up, nullptr, s.up);
+    ops.SiluMul(s.gate, s.up, s.gate);
+    ops.MatMul(s.gate, l.down, nullptr, h);
+    return h;
+  }
+
   static const Weight* Bias(const Weight& b) { return b.empty() ? nullptr : &b; }
 
   static absl::StatusOr<Weight> Fetch(const WeightSource& w, Ops& ops, const std::string& name,
@@ -131,6 +166,8 @@ class LlamaModel : public Model {
 KVASIR_REGISTER_MODEL("LlamaForCausalLM", LlamaModel);
 KVASIR_REGISTER_MODEL("Qwen2ForCausalLM", LlamaModel);
 KVASIR_REGISTER_MODEL("Qwen3ForCausalLM", LlamaModel);
+KVASIR_REGISTER_MODEL("MixtralForCausalLM", LlamaModel);
+KVASIR_REGISTER_MODEL("Qwen3MoeForCausalLM", LlamaModel);
 
 }  // namespace
 }  // namespace kvasir

@@ -5,6 +5,8 @@
 #include <fstream>
 #include <utility>
 
+#include "scheduler/scheduler.h"
+
 namespace kvasir::testing {
 
 std::string FixturePath(const std::string& relative) {
@@ -33,6 +35,23 @@ std::string DefaultModelPath() {
     path = cache + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
   }
   return std::filesystem::exists(path) ? path : "";
+}
+
+std::vector<float> AllLogits(ModelRunner& runner, const std::vector<int32_t>& prompt) {
+  KvCacheManager kv({.num_blocks = runner.kv_spec().num_blocks,
+                     .block_size = runner.kv_spec().block_size,
+                     .enable_prefix_caching = false});
+  Scheduler scheduler({.max_num_seqs = 1, .max_batched_tokens = 4096}, &kv);
+  auto seq = std::make_unique<Sequence>();
+  seq->uid = 1;
+  seq->tokens = prompt;
+  seq->num_prompt_tokens = static_cast<int32_t>(prompt.size());
+  seq->max_tokens = 1;
+  scheduler.Add(std::move(seq));
+  StepBatch batch = scheduler.Schedule();
+  batch.logits_indices.clear();
+  for (int32_t i = 0; i < batch.num_tokens(); ++i) batch.logits_indices.push_back(i);
+  return runner.Execute(batch);
 }
 
 EngineRequest GreedyRequest(const std::string& id, std::vector<int32_t> prompt,

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "engine/model_runner.h"
 #include "nlohmann/json.hpp"
 
 namespace kvasir::testing {
@@ -16,6 +17,9 @@ std::string FixturePath(const std::string& relative);
 nlohmann::json ReadJson(const std::string& path);
 // The default SmolLM2 GGUF (KVASIR_DEFAULT_MODEL or the setup script's cache); empty if absent.
 std::string DefaultModelPath();
+
+// Runs a whole prompt in one step with logits for every position: [len, vocab].
+std::vector<float> AllLogits(ModelRunner& runner, const std::vector<int32_t>& prompt);
 
 // A greedy request that ignores the model's stop tokens (so its length is max_tokens).
 EngineRequest GreedyRequest(const std::string& id, std::vector<int32_t> prompt, int32_t max_tokens);

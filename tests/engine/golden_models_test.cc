@@ -1,4 +1,5 @@
-// Tiny random-weight Llama, Qwen2 and Qwen3 models made with Hugging Face transformers
+// Tiny random-weight Llama, Qwen2, Qwen3, Mixtral and Qwen3-MoE models made with Hugging Face
+// transformers
 // (tools/gen_golden_models.py): our logits and greedy continuations against theirs.
 #include <cmath>
 #include <memory>
@@ -7,12 +8,12 @@
 #include "engine/model_loader.h"
 #include "engine/model_runner.h"
 #include "gtest/gtest.h"
-#include "scheduler/scheduler.h"
 #include "tests/engine/engine_fixtures.h"
 
 namespace kvasir {
 namespace {
 
+using testing::AllLogits;
 using testing::CollectingSink;
 using testing::FixturePath;
 using testing::ReadJson;
@@ -24,24 +25,6 @@ struct GoldenCase {
 };
 
 class GoldenModelTest : public ::testing::TestWithParam<GoldenCase> {};
-
-// Runs a whole prompt in one step with logits for every position: [len, vocab].
-std::vector<float> AllLogits(ModelRunner& runner, const std::vector<int32_t>& prompt) {
-  KvCacheManager kv({.num_blocks = runner.kv_spec().num_blocks,
-                     .block_size = runner.kv_spec().block_size,
-                     .enable_prefix_caching = false});
-  Scheduler scheduler({.max_num_seqs = 1, .max_batched_tokens = 4096}, &kv);
-  auto seq = std::make_unique<Sequence>();
-  seq->uid = 1;
-  seq->tokens = prompt;
-  seq->num_prompt_tokens = static_cast<int32_t>(prompt.size());
-  seq->max_tokens = 1;
-  scheduler.Add(std::move(seq));
-  StepBatch batch = scheduler.Schedule();
-  batch.logits_indices.clear();
-  for (int32_t i = 0; i < batch.num_tokens(); ++i) batch.logits_indices.push_back(i);
-  return runner.Execute(batch);
-}
 
 TEST_P(GoldenModelTest, LogitsMatchTransformersWithin1e3) {
   auto model = LoadModel(FixturePath("models/" + GetParam().model_dir));
@@ -71,7 +54,8 @@ TEST_P(GoldenModelTest, LogitsMatchTransformersWithin1e3) {
 }
 
 // Every prompt at once through the engine loop (batched, paged, chunked): each continuation must
-// equal transformers' greedy one.
+// equal transformers' greedy one. Then all of them again, now starting from their cached
+// prefixes (prefix caching is on by default).
 TEST_P(GoldenModelTest, GreedyContinuationsThroughTheEngineMatchTransformers) {
   EngineOptions options;
   options.model_path = FixturePath("models/" + GetParam().model_dir);
@@ -82,33 +66,40 @@ TEST_P(GoldenModelTest, GreedyContinuationsThroughTheEngineMatchTransformers) {
   auto engine = Engine::Create(options);
   ASSERT_TRUE(engine.ok()) << engine.status();
   const nlohmann::json ref = ReadJson(FixturePath("models/" + GetParam().reference));
-  std::vector<std::shared_ptr<CollectingSink>> sinks;
-  int i = 0;
-  for (const auto& c : ref["cases"]) {
-    EngineRequest r;
-    r.id = "golden-" + std::to_string(i++);
-    r.prompt_ids = c["prompt_ids"].get<std::vector<int32_t>>();
-    r.max_tokens = static_cast<int32_t>(c["greedy_ids"].size());
-    r.ignore_eos = true;
-    sinks.push_back(std::make_shared<CollectingSink>());
-    ASSERT_TRUE((*engine)->Submit(r, sinks.back()).ok());
+  for (int round = 0; round < 2; ++round) {
+    std::vector<std::shared_ptr<CollectingSink>> sinks;
+    int i = 0;
+    for (const auto& c : ref["cases"]) {
+      EngineRequest r;
+      r.id = "golden-" + std::to_string(round) + "-" + std::to_string(i++);
+      r.prompt_ids = c["prompt_ids"].get<std::vector<int32_t>>();
+      r.max_tokens = static_cast<int32_t>(c["greedy_ids"].size());
+      r.ignore_eos = true;
+      sinks.push_back(std::make_shared<CollectingSink>());
+      ASSERT_TRUE((*engine)->Submit(r, sinks.back()).ok());
+    }
+    i = 0;
+    for (const auto& c : ref["cases"]) {
+      RequestOutput out = sinks[i++]->Wait();
+      EXPECT_EQ(out.finish_reason, FinishReason::kLength);
+      EXPECT_EQ(out.token_ids, c["greedy_ids"].get<std::vector<int32_t>>())
+          << "prompt of " << c["prompt_ids"].size() << " tokens, round " << round;
+    }
   }
-  i = 0;
-  for (const auto& c : ref["cases"]) {
-    RequestOutput out = sinks[i++]->Wait();
-    EXPECT_EQ(out.finish_reason, FinishReason::kLength);
-    EXPECT_EQ(out.token_ids, c["greedy_ids"].get<std::vector<int32_t>>())
-        << "prompt of " << c["prompt_ids"].size() << " tokens";
-  }
+  // The second round reused the first one's blocks: the 7-, 16- and 33-token prompts have
+  // 1 + 3 + 8 full blocks of 4 before their last token.
+  EXPECT_GE((*engine)->GetLoads().prefix_hit_tokens, 4 * (1 + 3 + 8));
 }
 
-INSTANTIATE_TEST_SUITE_P(Architectures, GoldenModelTest,
-                         ::testing::Values(GoldenCase{"llama_tiny", "llama_tiny/reference.json"},
-                                           GoldenCase{"qwen2_tiny", "qwen2_tiny/reference.json"},
-                                           GoldenCase{"qwen3_tiny", "qwen3_tiny/reference.json"},
-                                           GoldenCase{"qwen3_tiny_sharded",
-                                                      "qwen3_tiny/reference.json"}),
-                         [](const auto& info) { return info.param.model_dir; });
+INSTANTIATE_TEST_SUITE_P(
+    Architectures, GoldenModelTest,
+    ::testing::Values(GoldenCase{"llama_tiny", "llama_tiny/reference.json"},
+                      GoldenCase{"qwen2_tiny", "qwen2_tiny/reference.json"},
+                      GoldenCase{"qwen3_tiny", "qwen3_tiny/reference.json"},
+                      GoldenCase{"qwen3_tiny_sharded", "qwen3_tiny/reference.json"},
+                      GoldenCase{"mixtral_tiny", "mixtral_tiny/reference.json"},
+                      GoldenCase{"qwen3_moe_tiny", "qwen3_moe_tiny/reference.json"}),
+    [](const auto& info) { return info.param.model_dir; });
 
 }  // namespace
 }  // namespace kvasir

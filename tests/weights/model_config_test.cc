@@ -88,6 +88,81 @@ TEST(HfConfigTest, Qwen3HasQkNormAndExplicitHeadDim) {
   EXPECT_EQ(c->rotary_dim, 32);
 }
 
+TEST(HfConfigTest, MixtralRoutesTopTwoOfEightRenormalised) {
+  auto c = ParseJson(R"({"architectures": ["MixtralForCausalLM"], "vocab_size": 32000,
+    "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+    "num_attention_heads": 32, "num_key_value_heads": 8, "num_local_experts": 8,
+    "num_experts_per_tok": 2, "output_router_logits": false, "router_aux_loss_coef": 0.02,
+    "sliding_window": null})");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->head_dim, 128);
+  EXPECT_DOUBLE_EQ(c->rope_theta, 1e6);
+  EXPECT_DOUBLE_EQ(c->rms_norm_eps, 1e-5);
+  EXPECT_EQ(c->max_position_embeddings, 131072);
+  EXPECT_FALSE(c->qk_norm);
+  EXPECT_EQ(c->moe.routing.num_experts, 8);
+  EXPECT_EQ(c->moe.routing.top_k, 2);
+  EXPECT_EQ(c->moe.routing.scoring, MoeScoring::kSoftmax);
+  EXPECT_TRUE(c->moe.routing.renormalize);
+  EXPECT_EQ(c->moe.routing.num_groups, 1);
+  EXPECT_FLOAT_EQ(c->moe.routing.scaling, 1.0f);
+  EXPECT_EQ(c->moe.expert_intermediate_size, 14336);
+  for (int64_t i = 0; i < 32; ++i) EXPECT_TRUE(IsMoeLayer(*c, i));
+}
+
+TEST(HfConfigTest, Qwen3MoeSparseLayersAndDefaults) {
+  auto c = ParseJson(R"({"architectures": ["Qwen3MoeForCausalLM"], "vocab_size": 151936,
+    "hidden_size": 2048, "intermediate_size": 6144, "num_hidden_layers": 6,
+    "num_attention_heads": 32, "num_key_value_heads": 4, "head_dim": 128, "num_experts": 128,
+    "moe_intermediate_size": 768, "norm_topk_prob": true, "decoder_sparse_step": 2,
+    "mlp_only_layers": [3]})");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->qk_norm);
+  EXPECT_EQ(c->moe.routing.num_experts, 128);
+  EXPECT_EQ(c->moe.routing.top_k, 8);  // Qwen3MoeConfig's default
+  EXPECT_TRUE(c->moe.routing.renormalize);
+  EXPECT_EQ(c->moe.expert_intermediate_size, 768);
+  // (i + 1) % 2 == 0 and i not in [3]: layers 1 and 5.
+  std::vector<int64_t> sparse;
+  for (int64_t i = 0; i < 6; ++i) {
+    if (IsMoeLayer(*c, i)) sparse.push_back(i);
+  }
+  EXPECT_EQ(sparse, (std::vector<int64_t>{1, 5}));
+  // transformers 5 spells the expert count num_local_experts; head_dim defaults to hidden/heads
+  // (not Qwen3's 128) and norm_topk_prob to false.
+  auto v5 = ParseJson(R"({"model_type": "qwen3_moe", "vocab_size": 10, "hidden_size": 64,
+    "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+    "num_local_experts": 6, "num_experts_per_tok": 2})");
+  ASSERT_TRUE(v5.ok()) << v5.status();
+  EXPECT_EQ(v5->architecture, "Qwen3MoeForCausalLM");
+  EXPECT_EQ(v5->head_dim, 16);
+  EXPECT_EQ(v5->moe.routing.num_experts, 6);
+  EXPECT_FALSE(v5->moe.routing.renormalize);
+  EXPECT_EQ(v5->moe.expert_intermediate_size, 768);
+}
+
+TEST(HfConfigTest, DenseModelsHaveNoMoeLayers) {
+  auto c = ParseJson(kLlamaJson);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->moe.routing.num_experts, 0);
+  EXPECT_FALSE(IsMoeLayer(*c, 0));
+}
+
+TEST(HfConfigTest, MoeErrorsNameTheKey) {
+  const std::string base = R"("vocab_size": 10, "hidden_size": 64, "intermediate_size": 64,
+    "num_hidden_layers": 2, "num_attention_heads": 4, )";
+  auto too_many = ParseJson(R"({"model_type": "mixtral", )" + base +
+                            R"("num_local_experts": 4, "num_experts_per_tok": 5})");
+  EXPECT_ERROR_HAS(too_many.status(), "num_experts_per_tok", "[1, 4]", "5");
+  auto no_experts = ParseJson(R"({"model_type": "qwen3_moe", )" + base + R"("num_experts": 0})");
+  EXPECT_ERROR_HAS(no_experts.status(), "num_experts", "> 0");
+  auto bad_layer =
+      ParseJson(R"({"model_type": "qwen3_moe", )" + base + R"("mlp_only_layers": [0, 2]})");
+  EXPECT_ERROR_HAS(bad_layer.status(), "mlp_only_layers", "[0, 2)");
+  auto swa = ParseJson(R"({"model_type": "mixtral", )" + base + R"("sliding_window": 4096})");
+  EXPECT_ERROR_HAS(swa.status(), "sliding_window", "not supported");
+}
+
 TEST(HfConfigTest, PartialRotaryFactor) {
   auto c = ParseJson(R"({"model_type": "llama", "vocab_size": 10, "hidden_size": 64,
     "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,

@@ -31,19 +31,9 @@ json BytesJson(absl::string_view bytes) {
 }  // namespace
 
 json FinishReasonJson(FinishReason reason) {
-  switch (reason) {
-    case FinishReason::kStop:
-      return "stop";
-    case FinishReason::kLength:
-      return "length";
-    case FinishReason::kAbort:
-      return "abort";
-    case FinishReason::kError:
-      return "error";
-    case FinishReason::kNone:
-      break;
-  }
-  return nullptr;
+  // The engine's names are OpenAI's ("stop", "length") and vLLM's ("abort"); none is null.
+  if (reason == FinishReason::kNone) return nullptr;
+  return FinishReasonName(reason);
 }
 
 std::string Dump(const json& value) {

@@ -96,6 +96,17 @@ def wait_serving(server: Server, timeout_s: float) -> None:
     pytest.fail(f"kvasir serve not SERVING after {timeout_s}s:\n{server.log()}")
 
 
+def stop_server(proc) -> None:
+    """SIGTERM (a drain), then SIGKILL if it has not exited within a minute."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.fixture(scope="session")
 def server(kvasir_bin, model_path, tmp_path_factory):
     """`kvasir serve` with the default model (no --model) on free gRPC and HTTP ports; SIGTERM at
@@ -111,13 +122,7 @@ def server(kvasir_bin, model_path, tmp_path_factory):
         wait_serving(srv, SERVER_START_TIMEOUT_S)
         yield srv
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_server(proc)
         log.close()
     assert proc.returncode == 0, (
         f"kvasir serve exit code {proc.returncode} on SIGTERM:\n{srv.log()}")

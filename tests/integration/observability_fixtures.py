@@ -5,7 +5,6 @@ import json
 import pathlib
 import re
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -16,7 +15,7 @@ import urllib.request
 import grpc
 import pytest
 
-from conftest import REPO, SERVER_START_TIMEOUT_S, Server, free_port, wait_serving
+from conftest import REPO, SERVER_START_TIMEOUT_S, Server, free_port, stop_server, wait_serving
 
 DEPLOY = REPO / "deploy"
 RULES = DEPLOY / "prometheus" / "kvasir-rules.yml"
@@ -92,13 +91,7 @@ def serve_with_http(kvasir_bin, log_dir: pathlib.Path, *extra_args):
             wait_metrics(server)
             yield server
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_server(proc)
     assert proc.returncode == 0, f"kvasir serve exit code {proc.returncode}:\n{server.log()}"
 
 

@@ -135,7 +135,6 @@ constexpr size_t kMaxStopStringBytes = 1024;
 constexpr size_t kMaxTotalStopBytes = 4096;
 constexpr size_t kMaxStopTokenIds = 128;
 constexpr int32_t kMaxLogprobs = 20;
-constexpr int32_t kMaxChoices = 64;
 
 absl::StatusOr<ChatTemplate> ParseChatTemplate(const LoadedModel& model) {
   if (model.tokenizer == nullptr || model.tokenizer->chat_template().empty()) {

@@ -29,6 +29,8 @@ struct SamplingParams {
   std::optional<uint64_t> seed;  // set: the request's samples depend on it alone, not on the batch
 };
 
+inline constexpr int32_t kMaxChoices = 64;  // EngineRequest::n
+
 struct EngineRequest {
   std::string id;                   // unique among live requests; Submit rejects a duplicate
   std::vector<int32_t> prompt_ids;  // already tokenized (special tokens included as wanted)

@@ -3,11 +3,14 @@
 #include <signal.h>
 #include <sys/resource.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <future>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -159,12 +162,28 @@ int RunServe(absl::Span<const char* const> args) {
   }
 
   // SIGINT/SIGTERM are blocked in every thread (engine and gRPC threads inherit the mask) and
-  // taken synchronously by sigwait below, so shutdown runs on this thread, not in a handler.
+  // taken synchronously by one thread waiting in sigwait, so shutdown runs on this thread, not in
+  // a handler. A signal while the model loads ends the process at once: nothing was accepted
+  // yet, and a load can take minutes (an orchestrator would kill it anyway).
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  static std::atomic<bool> loading{true};
+  std::promise<int> signalled;
+  std::future<int> signal_received = signalled.get_future();
+  std::thread([signals, promise = std::move(signalled)]() mutable {
+    int number = 0;
+    sigwait(&signals, &number);
+    if (loading.load()) {
+      std::fprintf(stderr, "kvasir: %s received while loading the model: exiting\n",
+                   number == SIGINT ? "SIGINT" : "SIGTERM");
+      std::fflush(stderr);
+      std::_Exit(kExitOk);
+    }
+    promise.set_value(number);
+  }).detach();
   RaiseFileLimit();
 
   // The engine reports its events to the metrics; the HTTP side serves them at /metrics (and the
@@ -213,6 +232,7 @@ int RunServe(absl::Span<const char* const> args) {
   (*metrics)->SetLoadsSource([e = engine->get()] { return e->GetLoads(); });
   http_service.SetEngine(engine->get());
   (*server)->SetEngine(engine->get());
+  loading.store(false);  // from now on a signal drains
   const ModelInfo& info = (*engine)->model_info();
   std::fprintf(stderr, "kvasir: serving %s (%s %s, max_model_len %lld) on %s, kernels: %s\n",
                info.name.c_str(), info.architecture.c_str(), info.weight_dtype.c_str(),
@@ -235,8 +255,7 @@ int RunServe(absl::Span<const char* const> args) {
   }
   std::fflush(stderr);
 
-  int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  const int signal_number = signal_received.get();
   std::fprintf(stderr, "kvasir: %s received, draining (up to %lld s)\n",
                signal_number == SIGINT ? "SIGINT" : "SIGTERM", static_cast<long long>(*drain));
   std::fflush(stderr);

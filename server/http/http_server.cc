@@ -4,6 +4,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/http_struct.h>  // evhttp_request::major/minor: 2.1 has no accessor
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
@@ -155,6 +156,12 @@ void HttpExchange::StartStream(int status, absl::string_view content_type) {
   for (const auto& [name, value] : headers_) evhttp_add_header(out, name.c_str(), value.c_str());
   if (server_->options_.on_response) {
     server_->options_.on_response(method_, route_.empty() ? "unmatched" : route_, status);
+  }
+  if (request_->major == 1 && request_->minor == 0) {
+    // HTTP/1.0 has no chunked encoding: the stream ends when the connection closes. Forget the
+    // client's keep-alive wish, else libevent announces an empty body (Content-Length: 0).
+    evhttp_remove_header(evhttp_request_get_input_headers(request_), "Connection");
+    evhttp_add_header(out, "Connection", "close");
   }
   streaming_ = true;
   evhttp_send_reply_start(request_, status, ReasonPhrase(status));

@@ -23,6 +23,7 @@ using json = nlohmann::json;
 
 constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
 constexpr int64_t kInt32Min = std::numeric_limits<int32_t>::min();
+constexpr int kMaxJsonDepth = 64;
 
 bool IsInteger(const json& v) {
   if (v.is_number_integer()) return true;
@@ -134,12 +135,10 @@ absl::Status ParseStop(const Fields& f, EngineRequest& r) {
   return absl::OkStatus();
 }
 
-absl::Status ParseIntList(const Fields& f, const char* name, std::vector<int32_t>* out) {
-  const json* v = f.Get(name);
-  if (v == nullptr) return absl::OkStatus();
-  if (!v->is_array()) return f.TypeError(name, "an array of integers");
-  for (size_t i = 0; i < v->size(); ++i) {
-    const json& e = (*v)[i];
+// `v` (an array) as 32-bit integers; InvalidArgument naming `name`[i] otherwise.
+absl::Status ParseIntArray(const json& v, const char* name, std::vector<int32_t>* out) {
+  for (size_t i = 0; i < v.size(); ++i) {
+    const json& e = v[i];
     if (!IsInteger(e) || AsInt64(e) < kInt32Min || AsInt64(e) > kInt32Max) {
       return FieldError(name, absl::StrCat(name, "[", i, "] must be a 32-bit integer, got ",
                                            e.is_number() ? e.dump() : e.type_name()));
@@ -147,6 +146,13 @@ absl::Status ParseIntList(const Fields& f, const char* name, std::vector<int32_t
     out->push_back(static_cast<int32_t>(AsInt64(e)));
   }
   return absl::OkStatus();
+}
+
+absl::Status ParseIntList(const Fields& f, const char* name, std::vector<int32_t>* out) {
+  const json* v = f.Get(name);
+  if (v == nullptr) return absl::OkStatus();
+  if (!v->is_array()) return f.TypeError(name, "an array of integers");
+  return ParseIntArray(*v, name, out);
 }
 
 absl::Status ParseLogitBias(const Fields& f, SamplingParams& s) {
@@ -190,7 +196,10 @@ absl::Status ParseSampling(const Fields& f, EngineRequest& r) {
 absl::Status ParseCommon(const Fields& f, OpenAiRequest& out) {
   EngineRequest& r = out.engine;
   KV_RETURN_IF_ERROR(ParseSampling(f, r));
-  KV_RETURN_IF_ERROR(f.Int32("n", kInt32Min, &r.n));
+  // Bounded here, before anything is sized by it (Engine::Submit checks it too).
+  std::optional<int64_t> n;
+  KV_RETURN_IF_ERROR(f.Int("n", 1, kMaxChoices, &n));
+  if (n) r.n = static_cast<int32_t>(*n);
   std::optional<int64_t> best_of;
   KV_RETURN_IF_ERROR(f.Int("best_of", 1, kInt32Max, &best_of));
   if (best_of && *best_of != r.n) {
@@ -278,7 +287,7 @@ absl::Status ParsePrompt(const Fields& f, const ServedModel& model, EngineReques
     if (first.is_string()) {
       return Tokenize(model, "prompt", first.get<std::string>(), add_special, &r.prompt_ids);
     }
-    return ParseIntList(Fields(json{{"prompt", first}}, ""), "prompt", &r.prompt_ids);
+    return ParseIntArray(first, "prompt", &r.prompt_ids);  // in place: no deep copy
   }
   return ParseIntList(f, "prompt", &r.prompt_ids);
 }
@@ -417,7 +426,18 @@ absl::StatusOr<json> ParseJsonBody(const std::string& body) {
   if (!IsValidUtf8(body)) {
     return FieldError("body", "the request body is not valid UTF-8");
   }
-  json parsed = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  // Requests are a few levels deep; a hostile nesting is refused while parsing (deep values
+  // would make recursive copies and comparisons overflow the loop thread's stack).
+  bool too_deep = false;
+  const json::parser_callback_t depth_check = [&too_deep](int depth, json::parse_event_t, json&) {
+    if (depth > kMaxJsonDepth) too_deep = true;
+    return !too_deep;
+  };
+  json parsed = json::parse(body, depth_check, /*allow_exceptions=*/false);
+  if (too_deep) {
+    return FieldError(
+        "body", absl::StrCat("the request body nests deeper than ", kMaxJsonDepth, " levels"));
+  }
   if (parsed.is_discarded()) {
     // Parse again for the position and reason (exceptions stay inside this function).
     std::string detail;

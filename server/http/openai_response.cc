@@ -43,6 +43,17 @@ std::string Dump(const json& value) {
 ResponseBuilder::ResponseBuilder(ResponseContext context)
     : context_(std::move(context)), choices_(static_cast<size_t>(std::max(1, context_.n))) {}
 
+namespace {
+
+// `s` as Dump writes it: invalid UTF-8 replaced by U+FFFD (the JSON library's own rule).
+std::string AsWritten(std::string s) {
+  if (IsValidUtf8(s)) return s;
+  return json::parse(json(std::move(s)).dump(-1, ' ', false, json::error_handler_t::replace))
+      .get<std::string>();
+}
+
+}  // namespace
+
 std::string ResponseBuilder::TokenText(int32_t id) const {
   if (context_.tokenizer == nullptr) return absl::StrCat("token_id:", id);
   return std::string(context_.tokenizer->TokenBytes(id));
@@ -80,8 +91,9 @@ json ResponseBuilder::LogprobsJson(const RequestOutput& output, Choice& choice) 
       token_logprobs.push_back(output.logprobs[i].logprob);
       json alternatives = json::object();
       for (const auto& [id, logprob] : output.logprobs[i].top) {
-        // Tokens that decode alike (partial UTF-8) share a key; keep the likelier.
-        std::string key = TokenText(id);
+        // Tokens that are written alike (partial UTF-8 becomes U+FFFD) share a key; keep the
+        // likelier (the list is best first).
+        std::string key = AsWritten(TokenText(id));
         if (!alternatives.contains(key)) alternatives[key] = logprob;
       }
       top.push_back(std::move(alternatives));

@@ -182,6 +182,47 @@ def test_sigterm_drains_in_flight_streams_then_exits_zero(kvasir_bin, model_path
         assert "draining" in srv.log()
 
 
+def test_listens_while_loading_then_a_signal_during_the_load_exits_zero(kvasir_bin, stubs,
+                                                                        tmp_path):
+    """A model that takes a while to load (dummy weights of a ~400M-parameter config): during
+    the load liveness is SERVING, readiness NOT_SERVING, the API UNAVAILABLE; SIGTERM then ends
+    the process at once with 0."""
+    pb2, pb2_grpc = stubs
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 2048,
+              "intermediate_size": 8192, "num_hidden_layers": 4, "num_attention_heads": 16,
+              "num_key_value_heads": 4, "vocab_size": 32000, "max_position_embeddings": 4096,
+              "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "tie_word_embeddings": False}
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text(json.dumps(config))
+    port = free_port()
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([str(kvasir_bin), "serve", "--model", str(tmp_path / "model"),
+                                 "--load-format", "dummy", "--host", "127.0.0.1", "--port",
+                                 str(port), "--http-port", "0", "--threads", "1"],
+                                stdout=log, stderr=subprocess.STDOUT)
+        srv = Server(proc, port, log_path)
+        try:
+            with grpc.insecure_channel(srv.address) as channel:
+                assert wait_until(lambda: b"loading" in log_path.read_bytes())
+                assert health(channel, "kvasir.liveness") == health_pb2.HealthCheckResponse.SERVING
+                assert health(channel, "kvasir.readiness") == (
+                    health_pb2.HealthCheckResponse.NOT_SERVING)
+                stub = pb2_grpc.KvasirStub(channel)
+                with pytest.raises(grpc.RpcError) as err:
+                    stub.GetModelInfo(pb2.GetModelInfoRequest(), timeout=10)
+                assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+                assert "loading" in err.value.details()
+                assert "serving" not in srv.log(), "the load finished too soon for this test"
+                proc.send_signal(signal.SIGTERM)
+                assert proc.wait(timeout=60) == 0
+            assert "received while loading the model" in srv.log()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
 def test_final_message_carries_timings(stub, stubs):
     pb2, _ = stubs
     _, complete, _ = generate(stub, pb2, text=STORY, max_tokens=4, ignore_eos=True)

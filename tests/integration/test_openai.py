@@ -318,6 +318,37 @@ def test_broken_bodies(url, model):
                  words=["limit"])
 
 
+def test_hostile_sizes_are_400_and_the_server_keeps_serving(client, url, model, server):
+    """Review findings: a huge n must not size anything before validation; a deeply nested body
+    must not recurse on the loop thread's stack."""
+    for n in (2147483647, 65, 0):
+        r = httpx.post(f"{url}/v1/completions",
+                       json={"model": model, "prompt": "Hi", "n": n}, timeout=60)
+        assert_error(r, 400, param="n")
+    deep = b'{"model": "' + model.encode() + b'", "prompt": [' + b"[" * 200000 + b"]" * 200000 + b"]}"
+    assert_error(post_raw(url, "/v1/completions", deep), 400, param="body", words=["deeper"])
+    assert server.proc.poll() is None
+    r = client.completions.create(model=model, prompt="Hi", max_tokens=2)
+    assert r.usage.completion_tokens >= 1
+
+
+def test_http10_keep_alive_client_gets_the_whole_stream(server, model):
+    body = json.dumps({"model": model, "prompt": "Hi", "max_tokens": 3, "stream": True}).encode()
+    request = (b"POST /v1/completions HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n"
+               b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode() +
+               b"\r\n\r\n" + body)
+    with socket.create_connection(("127.0.0.1", server.http_port), timeout=60) as s:
+        s.sendall(request)
+        data = b""
+        while chunk := s.recv(65536):  # the server closes the connection at the stream's end
+            data += chunk
+    head, _, payload = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.") and b" 200 " in head.split(b"\r\n")[0]
+    assert b"content-length: 0" not in head.lower()
+    assert payload.rstrip().endswith(b"data: [DONE]")
+    assert payload.count(b"data: {") >= 3
+
+
 def test_wrong_method_and_unknown_route(url):
     r = httpx.get(f"{url}/v1/completions")
     assert_error(r, 405, code="method_not_allowed")

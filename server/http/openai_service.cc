@@ -271,15 +271,18 @@ void OpenAiService::HandleCompletion(const std::shared_ptr<HttpExchange>& exchan
                   absl::UnavailableError("the server is draining for shutdown; send the request to "
                                          "another replica"));
   }
+  // The engine id (and the response's `id`) is always ours: clients and proxies reuse
+  // x-request-id (an Envoy retry keeps it while the first attempt may still be live), and the
+  // engine requires live ids to be unique. The header is only echoed.
+  const std::string id = NewId(endpoint);
+  std::optional<std::string> client_id = exchange->RequestHeader(kRequestIdHeader);
+  exchange->AddHeader(kRequestIdHeader, client_id && !client_id->empty() ? *client_id : id);
   absl::StatusOr<OpenAiRequest> request = Parse(*exchange, endpoint);
   if (!request.ok()) return Reject(exchange, request.status());
-  std::optional<std::string> id = exchange->RequestHeader(kRequestIdHeader);
-  if (!id.has_value() || id->empty()) id = NewId(endpoint);
-  exchange->AddHeader(kRequestIdHeader, *id);
 
   ResponseContext context;
   context.endpoint = endpoint;
-  context.id = *id;
+  context.id = id;
   context.created = absl::ToUnixSeconds(absl::Now());
   context.model = model_.name;
   context.n = request->engine.n;
@@ -288,7 +291,7 @@ void OpenAiService::HandleCompletion(const std::shared_ptr<HttpExchange>& exchan
   context.tokenizer = model_.tokenizer;
   auto call =
       std::make_shared<Call>(exchange, std::move(context), request->stream, engine, live_calls_);
-  request->engine.id = *id;
+  request->engine.id = id;
   // The sink's first output reaches the loop as a posted task, so it runs after this handler.
   const absl::Status submitted =
       engine->Submit(std::move(request->engine), std::make_shared<CallSink>(call));

@@ -210,11 +210,23 @@ def test_repeated_long_prompt_reports_cached_tokens(client, model):
     assert again.usage.prompt_tokens_details.cached_tokens < again.usage.prompt_tokens
 
 
-def test_request_id_header_is_echoed(url, model):
-    r = httpx.post(f"{url}/v1/completions", headers={"x-request-id": "my-id-1"},
-                   json={"model": model, "prompt": "Hi", "max_tokens": 1}, timeout=60)
-    assert r.status_code == 200
-    assert r.headers["x-request-id"] == "my-id-1" and r.json()["id"] == "my-id-1"
+def test_request_id_header_is_echoed_and_may_be_reused_while_live(url, model):
+    """x-request-id is echoed, never the engine's key: two live requests may carry the same
+    one (a proxy's retry does), and a refused request echoes it too."""
+    body = {"model": model, "prompt": "Hi", "max_tokens": 1}
+    with httpx.Client(timeout=60) as c, c.stream("POST", f"{url}/v1/completions",
+                                                 headers={"x-request-id": "my-id-1"},
+                                                 json={**body, "max_tokens": 40,
+                                                       "stream": True}) as live:
+        r = c.post(f"{url}/v1/completions", headers={"x-request-id": "my-id-1"}, json=body)
+        assert r.status_code == 200
+        assert r.headers["x-request-id"] == "my-id-1" and r.json()["id"].startswith("cmpl-")
+        assert live.headers["x-request-id"] == "my-id-1"
+        lines = [line for line in live.iter_lines() if line]
+        assert lines[-1] == "data: [DONE]"
+    bad = httpx.post(f"{url}/v1/completions", headers={"x-request-id": "my-id-2"},
+                     json={**body, "temperature": "hot"}, timeout=60)
+    assert bad.status_code == 400 and bad.headers["x-request-id"] == "my-id-2"
 
 
 def test_token_id_prompts(client, model):

@@ -61,8 +61,8 @@ import sys
 import numpy as np
 import torch
 import transformers
-from transformers import (AutoModelForCausalLM, LlamaConfig, MixtralConfig, Qwen2Config,
-                          Qwen3Config, Qwen3MoeConfig)
+from transformers import (AutoModelForCausalLM, DeepseekV2Config, DeepseekV3Config, LlamaConfig,
+                          MixtralConfig, Qwen2Config, Qwen3Config, Qwen3MoeConfig)
 
 SEED = 20261123
 PROMPT_LENGTHS = (1, 7, 16, 33)
@@ -76,6 +76,7 @@ def model_specs():
     common = dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=2,
                   max_position_embeddings=512, rms_norm_eps=1e-6, hidden_act="silu",
                   bos_token_id=1, eos_token_id=2, pad_token_id=None, use_cache=True)
+    deepseek_common = dict(common, num_key_value_heads=4)  # MLA: every head reads the latent
     return [
         ("llama_tiny", LlamaConfig(
             vocab_size=384, intermediate_size=128, num_hidden_layers=3,
@@ -99,6 +100,38 @@ def model_specs():
             num_experts=8, num_experts_per_tok=2, norm_topk_prob=False, decoder_sparse_step=1,
             mlp_only_layers=[1], rope_theta=1000000.0, attention_bias=False,
             use_sliding_window=False, tie_word_embeddings=False, **common)),
+        # MLA with a compressed query (q_lora_rank), softmax greedy top-2 routing, two shared
+        # experts, one dense layer first.
+        ("deepseek_v2_tiny", DeepseekV2Config(
+            vocab_size=256, intermediate_size=128, moe_intermediate_size=16, num_hidden_layers=3,
+            q_lora_rank=32, kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=8,
+            v_head_dim=16, n_routed_experts=8, n_shared_experts=2, num_experts_per_tok=2,
+            topk_method="greedy", routed_scaling_factor=1.0, norm_topk_prob=False,
+            first_k_dense_replace=1, rope_theta=10000.0, attention_bias=False,
+            tie_word_embeddings=False, **deepseek_common)),
+        # No q_lora_rank (q_proj), group-limited greedy routing (4 groups, best 2 by their max),
+        # routed_scaling_factor 2, every layer MoE.
+        ("deepseek_v2_lite_tiny", DeepseekV2Config(
+            vocab_size=256, intermediate_size=128, moe_intermediate_size=16, num_hidden_layers=2,
+            q_lora_rank=None, kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=8,
+            v_head_dim=16, n_routed_experts=8, n_shared_experts=1, num_experts_per_tok=2,
+            topk_method="group_limited_greedy", n_group=4, topk_group=2,
+            routed_scaling_factor=2.0, norm_topk_prob=False, first_k_dense_replace=0,
+            rope_theta=10000.0, attention_bias=False, tie_word_embeddings=False,
+            **deepseek_common)),
+        # Sigmoid scores + e_score_correction_bias, groups scored by their top-2 sum (noaux_tc),
+        # renormalised and scaled by 2.5, one dense layer then MoE, a shared expert, YaRN with
+        # mscale != mscale_all_dim (so both cos/sin and the softmax scale are corrected).
+        ("deepseek_v3_tiny", DeepseekV3Config(
+            vocab_size=256, intermediate_size=128, moe_intermediate_size=16, num_hidden_layers=3,
+            q_lora_rank=32, kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=8,
+            v_head_dim=16, n_routed_experts=16, n_shared_experts=1, num_experts_per_tok=4,
+            n_group=4, topk_group=2, routed_scaling_factor=2.5, norm_topk_prob=True,
+            first_k_dense_replace=1, rope_interleave=True,
+            rope_parameters=dict(rope_type="yarn", rope_theta=10000.0, factor=4.0,
+                                 original_max_position_embeddings=128, beta_fast=32.0,
+                                 beta_slow=1.0, mscale=1.0, mscale_all_dim=0.8),
+            attention_bias=False, tie_word_embeddings=False, **deepseek_common)),
     ]
 
 
@@ -118,7 +151,10 @@ def init_weights(model, gen):
                 p.copy_(0.4 * torch.randn(p.shape, generator=gen))
             elif name.startswith("lm_head"):
                 p.copy_(0.35 * torch.randn(p.shape, generator=gen))
-            elif name.endswith(("q_proj.weight", "k_proj.weight")):
+            elif name.endswith(("q_proj.weight", "k_proj.weight", "q_a_proj.weight",
+                                "q_b_proj.weight", "kv_a_proj_with_mqa.weight",
+                                "kv_b_proj.weight")):
+                # (MLA: the latent is RMS-normed, so its projections need the larger spread too.)
                 p.copy_(0.25 * torch.randn(p.shape, generator=gen))
             elif name.endswith(("mlp.gate.weight", "block_sparse_moe.gate.weight")):
                 # MoE router: logits std ~2, so routing is decisive rather than near-uniform.
@@ -127,6 +163,10 @@ def init_weights(model, gen):
                 p.copy_(0.12 * torch.randn(p.shape, generator=gen))
             else:
                 raise RuntimeError(f"unexpected parameter {name}")
+    for name, b in model.named_buffers():
+        if name.endswith("e_score_correction_bias"):  # DeepSeek-V3: small, so choices stay > 0
+            with torch.no_grad():
+                b.copy_(0.05 * torch.randn(b.shape, generator=gen))
 
 
 def add_legacy_config_keys(path, config):
@@ -134,6 +174,10 @@ def add_legacy_config_keys(path, config):
         cfg = json.load(f)
     if cfg.get("model_type") == "qwen3_moe":  # released Qwen3-MoE configs say num_experts
         cfg["num_experts"] = cfg.pop("num_local_experts")
+    if cfg.get("model_type") == "deepseek_v3":  # what DeepSeek's released config.json also says
+        cfg.update(scoring_func="sigmoid", topk_method="noaux_tc", moe_layer_freq=1)
+    if cfg.get("model_type") == "deepseek_v2":
+        cfg.update(scoring_func="softmax", moe_layer_freq=1)
     rp = dict(cfg.get("rope_parameters") or {})
     if "rope_theta" in rp:
         cfg["rope_theta"] = rp["rope_theta"]
@@ -158,15 +202,47 @@ def attention_stats(model, ids):
     return [round(float(a[0, :, -1, :].max(dim=-1).values.mean()), 3) for a in out.attentions]
 
 
+def sorted_gap(x, k):
+    """min over rows of the k-th minus the (k+1)-th largest value (inf when k == columns)."""
+    if k >= x.shape[-1]:
+        return float("inf")
+    v = x.sort(dim=-1, descending=True).values
+    return float((v[:, k - 1] - v[:, k]).min())
+
+
+def deepseek_router_gap(module, logits):
+    """The margins DeepSeek's routing decides by: the topk_group-th vs next group score, then
+    the top_k-th vs next choice among the experts of the chosen groups."""
+    v3 = hasattr(module, "e_score_correction_bias")
+    scores = logits.sigmoid() if v3 else logits.softmax(dim=-1)
+    choice = scores + module.e_score_correction_bias if v3 else scores
+    grouped = v3 or module.topk_method == "group_limited_greedy"
+    gaps = []
+    if grouped:
+        g = choice.view(-1, module.num_group, module.num_experts // module.num_group)
+        gs = g.topk(2, dim=-1)[0].sum(-1) if v3 else g.max(dim=-1).values
+        gaps.append(sorted_gap(gs, module.topk_group))
+        keep = torch.zeros_like(gs, dtype=torch.bool)
+        keep.scatter_(1, gs.topk(module.topk_group, dim=-1)[1], True)
+        keep = keep.unsqueeze(-1).expand_as(g).reshape(choice.shape)
+        choice = choice.masked_fill(~keep, float("-inf"))
+    gaps.append(sorted_gap(choice, module.top_k))
+    return min(gaps)
+
+
 def router_min_gap(model, ids):
-    """MoE: min over tokens and MoE layers of p_k - p_(k+1) (sorted routing probabilities); None
-    for a dense model."""
-    routers = [m for m in model.modules() if type(m).__name__.endswith("TopKRouter")]
+    """MoE: min over tokens and MoE layers of the routing margin: p_k - p_(k+1) (sorted routing
+    probabilities), or DeepSeek's group and choice margins; None for a dense model."""
+    routers = [m for m in model.modules()
+               if type(m).__name__.endswith(("TopKRouter", "TopkRouter"))]
     if not routers:
         return None
     gaps = []
 
     def hook(module, args, output):
+        if type(module).__name__.startswith("Deepseek"):
+            gaps.append(deepseek_router_gap(module, output[0].float()))
+            return
         probs = torch.softmax(output[0].float(), dim=-1).sort(dim=-1, descending=True).values
         k = module.top_k
         gaps.append(float((probs[:, k - 1] - probs[:, k]).min()))
@@ -416,6 +492,7 @@ def main():
         model.eval()
         rs = model.config.rope_parameters
         assert rs["rope_type"] == config.rope_parameters["rope_type"], rs
+        assert rs.get("mscale_all_dim") == config.rope_parameters.get("mscale_all_dim"), rs
 
         rng = np.random.default_rng(SEED + 100 + idx)
         cases = reference_cases(model, config.vocab_size, rng)
@@ -456,7 +533,8 @@ def main():
             with torch.no_grad():
                 assert torch.equal(m2(ids).logits, model(ids).logits)
             print(f"  sharded copy: {len(shards)} shards, {dir_size(ds)} bytes")
-        check_with_numpy(d)
+        if not name.startswith("deepseek"):  # (no numpy MLA re-implementation yet)
+            check_with_numpy(d)
         if name == "qwen3_tiny":
             check_with_numpy(d + "_sharded", d)
         print(f"  {d}: {dir_size(d)} bytes")

@@ -2,9 +2,14 @@
 // cache its model asks for (MLA: one latent and one RoPE key per token per layer). And the
 // engine path of the absorbed form: a prompt fed one token per step (every step a decode, so
 // every step absorbed) gives the logits of the same prompt prefilled at once (expanded).
+#include <unistd.h>
+
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 
+#include "engine/engine.h"
 #include "engine/model_config.h"
 #include "engine/model_loader.h"
 #include "engine/model_runner.h"
@@ -52,6 +57,29 @@ TEST(DeepseekConfigTest, ReleasedV3ConfigParsesToMlaAndGroupLimitedSigmoidRoutin
   EXPECT_FALSE(IsMoeLayer(*c, 2));
   EXPECT_TRUE(IsMoeLayer(*c, 3));
   EXPECT_TRUE(IsMoeLayer(*c, 60));
+}
+
+// Counted from the parsed config the way the model loads it: 671B parameters, 37B active per
+// token (DeepSeek's published figures; the MTP layer is not among the 61).
+TEST(DeepseekConfigTest, ReleasedV3ConfigHasThePublishedParameterCounts) {
+  auto c = DeepseekV3Config();
+  ASSERT_TRUE(c.ok()) << c.status();
+  const int64_t h = c->hidden_size, heads = c->num_heads, qr = c->mla.q_lora_rank;
+  const int64_t rank = c->mla.kv_lora_rank, rope = c->mla.rope_head_dim;
+  const int64_t qk = c->mla.nope_head_dim + rope, v = c->mla.v_head_dim;
+  const int64_t attn = qr * h + qr + heads * qk * qr + (rank + rope) * h + rank +
+                       heads * (c->mla.nope_head_dim + v) * rank + h * heads * v + 2 * h;
+  const int64_t expert = 3 * c->moe.expert_intermediate_size * h;
+  const int64_t experts = c->moe.routing.num_experts, k = c->moe.routing.top_k;
+  const int64_t shared = c->moe.num_shared_experts * expert + experts * h + experts;
+  int64_t total = 2 * c->vocab_size * h + h, active = total;
+  for (int64_t i = 0; i < c->num_layers; ++i) {
+    const int64_t mlp = IsMoeLayer(*c, i) ? 0 : 3 * c->intermediate_size * h;
+    total += attn + mlp + (mlp == 0 ? shared + experts * expert : 0);
+    active += attn + mlp + (mlp == 0 ? shared + k * expert : 0);
+  }
+  EXPECT_NEAR(static_cast<double>(total) / 1e9, 671, 1);
+  EXPECT_NEAR(static_cast<double>(active) / 1e9, 37, 0.6);
 }
 
 // The CPU backend's cache is float32: (512 + 64) values x 61 layers x 4 bytes = 140,544 bytes per
@@ -115,6 +143,52 @@ TEST(DeepseekModelTest, TokenByTokenAbsorbedDecodeMatchesExpandedPrefill) {
     std::printf("%s: absorbed (token by token) vs expanded (prefill): max |dlogit| = %.3g\n", dir,
                 worst);
   }
+}
+
+// The released config scaled down (hidden 128, 2 layers: one dense, one MoE, vocab 512; still
+// 256 experts in 8 groups, top-8 of the best 4 groups, YaRN) runs through the engine with dummy
+// weights, and twice the same.
+TEST(DeepseekDummyWeightsTest, ScaledDownV3ConfigRunsWithDummyWeights) {
+  nlohmann::json cfg =
+      testing::ReadJson(std::string(KVASIR_BENCH_MODELS_DIR) + "/deepseek_v3/config.json");
+  cfg["hidden_size"] = 128;
+  cfg["num_hidden_layers"] = 2;
+  cfg["first_k_dense_replace"] = 1;
+  cfg["num_attention_heads"] = 4;
+  cfg["num_key_value_heads"] = 4;
+  cfg["q_lora_rank"] = 96;
+  cfg["kv_lora_rank"] = 64;
+  cfg["qk_nope_head_dim"] = 32;
+  cfg["qk_rope_head_dim"] = 16;
+  cfg["v_head_dim"] = 32;
+  cfg["vocab_size"] = 512;
+  cfg["intermediate_size"] = 256;
+  cfg["moe_intermediate_size"] = 32;
+  cfg["torch_dtype"] = "float32";
+  cfg.erase("quantization_config");
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("kvasir_mla_dummy_" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "config.json") << cfg.dump(2);
+  EngineOptions o;
+  o.model_path = dir.string();
+  o.dummy_weights = true;
+  o.num_threads = 2;
+  std::vector<std::vector<int32_t>> runs;
+  for (int i = 0; i < 2; ++i) {
+    auto e = Engine::Create(o);
+    ASSERT_TRUE(e.ok()) << e.status();
+    EXPECT_EQ((*e)->model_info().kv_bytes_per_token, (64 + 16) * 2 * 4);
+    auto a = std::make_shared<testing::CollectingSink>();
+    auto b = std::make_shared<testing::CollectingSink>();
+    ASSERT_TRUE((*e)->Submit(testing::GreedyRequest("a", {1, 2, 3, 4, 5}, 8), a).ok());
+    ASSERT_TRUE((*e)->Submit(testing::GreedyRequest("b", {9, 8, 7}, 8), b).ok());
+    runs.push_back(a->Wait().token_ids);
+    EXPECT_EQ(runs.back().size(), 8u);
+    EXPECT_EQ(b->Wait().token_ids.size(), 8u);
+  }
+  EXPECT_EQ(runs[0], runs[1]);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -5,7 +5,7 @@ Usage (needs torch + transformers + safetensors + numpy; see tools/requirements-
 
     python tools/gen_golden_models.py --out tests/fixtures/models
 
-Writes, for each of three architectures, a directory tests/fixtures/models/<name>/ with
+Writes, for each model below, a directory tests/fixtures/models/<name>/ with
     config.json            the HF config (transformers' own output, plus legacy keys, see below)
     generation_config.json as written by save_pretrained
     model.safetensors      float32 weights (save_pretrained(safe_serialization=True))
@@ -31,6 +31,12 @@ HF default so that logits are O(1) and attention is far from uniform):
                      (a dense MLP of intermediate 64 there), q/k norm. config.json says
                      "num_experts" as released Qwen3-MoE checkpoints do (transformers 5 writes
                      "num_local_experts"; both read back the same).
+    deepseek_v2_tiny       DeepseekV2ForCausalLM: MLA with q_lora_rank, softmax greedy top-2, 2 shared
+                           experts, first layer dense.
+    deepseek_v2_lite_tiny  DeepseekV2ForCausalLM: q_proj (q_lora_rank null), group_limited_greedy.
+    deepseek_v3_tiny       DeepseekV3ForCausalLM: sigmoid + e_score_correction_bias, noaux_tc groups,
+                           renormalised x 2.5, 1 shared expert, first layer dense, YaRN with
+                           mscale != mscale_all_dim.
 MoE prompts are also redrawn until, at every token of prompt + continuation and every MoE layer,
 the k-th and (k+1)-th routing probabilities differ by at least MIN_ROUTER_GAP (a near-tie there
 would let float32 rounding pick another expert); reference.json records router_min_gap.
@@ -367,6 +373,116 @@ def numpy_moe(cfg, w, p, h):
     return out
 
 
+def numpy_yarn(cfg, inv, dim):
+    """transformers' _compute_yarn_parameters (truncate): scaled inverse frequencies and the
+    cos/sin factor, from the legacy rope_scaling keys."""
+    rs = cfg["rope_scaling"]
+    base, factor, orig = cfg["rope_theta"], rs["factor"], rs["original_max_position_embeddings"]
+
+    def mscale(m):
+        return 1.0 if factor <= 1 else 0.1 * m * np.log(factor) + 1.0
+
+    def corr(rot):
+        return dim * np.log(orig / (rot * 2 * np.pi)) / (2 * np.log(base))
+
+    lo = max(np.floor(corr(rs.get("beta_fast", 32))), 0)
+    hi = min(np.ceil(corr(rs.get("beta_slow", 1))), dim - 1)
+    hi = hi + 0.001 if lo == hi else hi
+    extra = 1 - np.clip((np.arange(dim // 2) - lo) / (hi - lo), 0, 1)
+    scaled = inv / factor * (1 - extra) + inv * extra
+    m, m_all = rs.get("mscale"), rs.get("mscale_all_dim")
+    return scaled, (mscale(m) / mscale(m_all) if m and m_all else mscale(1.0))
+
+
+def numpy_deepseek_route(cfg, w, block, h):
+    """DeepSeek's routing per token: ids and weights (DeepSeek's reference semantics)."""
+    logits = h @ w[block + "gate.weight"].T
+    if cfg.get("scoring_func", "softmax") == "sigmoid":
+        scores = 1 / (1 + np.exp(-logits))
+    else:
+        scores = np.exp(logits - logits.max(-1, keepdims=True))
+        scores /= scores.sum(-1, keepdims=True)
+    choice = scores + w.get(block + "gate.e_score_correction_bias", 0.0)
+    method, k = cfg.get("topk_method", "greedy"), cfg["num_experts_per_tok"]
+    out = []
+    for t in range(h.shape[0]):
+        c = choice[t].copy()
+        if method != "greedy":
+            g = c.reshape(cfg["n_group"], -1)
+            gs = (np.sort(g, -1)[:, -2:].sum(-1) if method == "noaux_tc" else g.max(-1))
+            keep = np.argsort(-gs, kind="stable")[:cfg["topk_group"]]
+            mask = np.full(g.shape, -np.inf)
+            mask[keep] = 0
+            c = c + mask.reshape(-1)
+        top = np.argsort(-c, kind="stable")[:k]
+        wt = scores[t, top]
+        if cfg.get("norm_topk_prob"):
+            wt = wt / (wt.sum() + 1e-20)
+        out.append((top, wt * cfg.get("routed_scaling_factor", 1.0)))
+    return out
+
+
+def numpy_deepseek_forward(cfg, w, prompt):
+    """Float64 DeepSeek-V2/V3: MLA with K/V expanded per head, interleaved RoPE, YaRN; dense or
+    routed + shared experts per layer."""
+    H, dn, dr = cfg["num_attention_heads"], cfg["qk_nope_head_dim"], cfg["qk_rope_head_dim"]
+    dv, L, eps = cfg["v_head_dim"], cfg["kv_lora_rank"], cfg["rms_norm_eps"]
+
+    def rms(x, g):
+        return x / np.sqrt((x * x).mean(-1, keepdims=True) + eps) * g
+
+    inv = cfg["rope_theta"] ** (-np.arange(0, dr, 2, dtype=np.float64) / dr)
+    factor, scale = 1.0, (dn + dr) ** -0.5
+    rs = cfg.get("rope_scaling")
+    if rs and rs.get("type", rs.get("rope_type")) == "yarn":
+        inv, factor = numpy_yarn(cfg, inv, dr)
+        if rs.get("mscale_all_dim"):
+            m = 0.1 * rs["mscale_all_dim"] * np.log(rs["factor"]) + 1.0
+            scale *= m * m
+    T = len(prompt)
+    ang = np.arange(T)[:, None] * inv[None, :]
+    cos, sin = np.cos(ang) * factor, np.sin(ang) * factor
+
+    def rope(x):  # [..., T, dr], pairs (2i, 2i + 1)
+        a, b = x[..., 0::2], x[..., 1::2]
+        out = np.empty_like(x)
+        out[..., 0::2], out[..., 1::2] = a * cos - b * sin, b * cos + a * sin
+        return out
+
+    x = w["model.embed_tokens.weight"][prompt]
+    mask = np.triu(np.full((T, T), -np.inf), 1)
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        a = p + "self_attn."
+        h = rms(x, w[p + "input_layernorm.weight"])
+        if cfg.get("q_lora_rank"):
+            q = rms(h @ w[a + "q_a_proj.weight"].T, w[a + "q_a_layernorm.weight"])
+            q = q @ w[a + "q_b_proj.weight"].T
+        else:
+            q = h @ w[a + "q_proj.weight"].T
+        q = q.reshape(T, H, dn + dr).transpose(1, 0, 2)
+        kv = h @ w[a + "kv_a_proj_with_mqa.weight"].T
+        c, kr = rms(kv[:, :L], w[a + "kv_a_layernorm.weight"]), rope(kv[:, L:])
+        kvb = (c @ w[a + "kv_b_proj.weight"].T).reshape(T, H, dn + dv).transpose(1, 0, 2)
+        s = (q[..., :dn] @ kvb[..., :dn].transpose(0, 2, 1) + rope(q[..., dn:]) @ kr.T) * scale
+        s = np.exp(s + mask - (s + mask).max(-1, keepdims=True))
+        o = (s / s.sum(-1, keepdims=True)) @ kvb[..., dn:]
+        x = x + o.transpose(1, 0, 2).reshape(T, H * dv) @ w[a + "o_proj.weight"].T
+        h = rms(x, w[p + "post_attention_layernorm.weight"])
+        mlp = lambda q, hh: swiglu(hh, *(w[f"{q}{n}.weight"] for n in  # noqa: E731
+                                        ("gate_proj", "up_proj", "down_proj")))
+        if i < cfg.get("first_k_dense_replace", 0) or i % cfg.get("moe_layer_freq", 1):
+            x = x + mlp(p + "mlp.", h)
+            continue
+        y = mlp(p + "mlp.shared_experts.", h) if cfg.get("n_shared_experts") else 0 * h
+        for t, (top, wt) in enumerate(numpy_deepseek_route(cfg, w, p + "mlp.", h)):
+            for e, we in zip(top, wt):
+                y[t] += we * mlp(f"{p}mlp.experts.{e}.", h[t:t + 1])[0]
+        x = x + y
+    x = rms(x, w["model.norm.weight"])
+    return x @ w["lm_head.weight"].T
+
+
 def numpy_forward(model_dir, prompt):
     """Independent float64 numpy forward pass from config.json (legacy rope keys) + safetensors.
 
@@ -387,6 +503,8 @@ def numpy_forward(model_dir, prompt):
     else:
         w = load_file(os.path.join(model_dir, "model.safetensors"))
     w = {k: v.astype(np.float64) for k, v in w.items()}
+    if cfg["model_type"].startswith("deepseek"):
+        return numpy_deepseek_forward(cfg, w, prompt)
     H, KV = cfg["num_attention_heads"], cfg["num_key_value_heads"]
     D = cfg.get("head_dim") or cfg["hidden_size"] // H
     eps = cfg["rms_norm_eps"]
@@ -533,8 +651,7 @@ def main():
             with torch.no_grad():
                 assert torch.equal(m2(ids).logits, model(ids).logits)
             print(f"  sharded copy: {len(shards)} shards, {dir_size(ds)} bytes")
-        if not name.startswith("deepseek"):  # (no numpy MLA re-implementation yet)
-            check_with_numpy(d)
+        check_with_numpy(d)
         if name == "qwen3_tiny":
             check_with_numpy(d + "_sharded", d)
         print(f"  {d}: {dir_size(d)} bytes")

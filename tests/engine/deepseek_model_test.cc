@@ -119,6 +119,18 @@ TEST(DeepseekConfigTest, RunnerSizesThePoolFromTheLatentBytes) {
   EXPECT_EQ(spec.num_blocks, (1 << 20) / ((32 + 8) * 3 * 4 * 16));
 }
 
+// What the engine reports (GetModelInfo): the latent's bytes per token, and the weight type read
+// from q_a_proj (there is no q_proj with q_lora_rank).
+TEST(DeepseekModelTest, ModelInfoReportsLatentBytesAndWeightType) {
+  EngineOptions o;
+  o.model_path = FixturePath("models/deepseek_v3_tiny");
+  o.num_threads = 1;
+  auto e = Engine::Create(o);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ((*e)->model_info().kv_bytes_per_token, (32 + 8) * 3 * 4);
+  EXPECT_EQ((*e)->model_info().weight_dtype, "F32");
+}
+
 // One token per step: every step is a decode (absorbed form) over the latents the earlier steps
 // wrote; the whole prompt at once takes the expanded form. Same logits within float rounding.
 TEST(DeepseekModelTest, TokenByTokenAbsorbedDecodeMatchesExpandedPrefill) {

@@ -1,5 +1,6 @@
 // CPU kernel benchmarks at SmolLM2-135M shapes: MatMul (decode m=1, prefill m=128) and paged
-// attention decode. Threads = hardware concurrency unless KVASIR_BENCH_THREADS is set.
+// attention decode; MLA decode (absorbed vs expanded) at DeepSeek-V3's head shapes. Threads =
+// hardware concurrency unless KVASIR_BENCH_THREADS is set.
 #include <benchmark/benchmark.h>
 
 #include <cmath>
@@ -10,6 +11,7 @@
 
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/matmul.h"
+#include "kernels/cpu/mla.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/quant.h"
 #include "kernels/cpu/thread_pool.h"
@@ -114,6 +116,51 @@ BENCHMARK(BM_PagedAttentionDecode)
     ->Args({512, 1})
     ->Args({4096, 1})
     ->Args({512, 8})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+// One MLA decode query; Args: context length, form (0 absorbed, 1 expanded). DeepSeek-V3's
+// head shapes (kv_lora_rank 512, nope 128, rope 64, v 128) with 16 heads (128 over 8 ranks).
+void BM_MlaDecode(benchmark::State& state) {
+  const int context = static_cast<int>(state.range(0));
+  const MlaForm form = state.range(1) == 0 ? MlaForm::kAbsorbed : MlaForm::kExpanded;
+  const int heads = 16, rank = 512, nope = 128, rope = 64, v = 128, block_size = 16;
+  const int num_blocks = (context + block_size - 1) / block_size;
+  const std::vector<float> cache = Random(int64_t{num_blocks} * block_size * (rank + rope), 3);
+  const std::vector<float> kv_b = Random(int64_t{heads} * (nope + v) * rank, 4);
+  const std::vector<float> q = Random(int64_t{heads} * (nope + rope), 5);
+  std::vector<float> out(heads * v);
+  std::vector<int32_t> table(num_blocks);
+  for (int b = 0; b < num_blocks; ++b) table[b] = (b * 7919) % num_blocks;
+  const int32_t query_start[2] = {0, 1}, indptr[2] = {0, num_blocks};
+  MlaAttentionArgs a;
+  a.q = q.data();
+  a.cache = cache.data();
+  a.kv_b = kv_b.data();
+  a.num_heads = heads;
+  a.nope_dim = nope;
+  a.rope_dim = rope;
+  a.v_dim = v;
+  a.kv_lora_rank = rank;
+  a.block_size = block_size;
+  a.scale = 0.1f;
+  a.num_seqs = 1;
+  a.query_start = query_start;
+  a.seq_lens = &context;
+  a.block_table_indptr = indptr;
+  a.block_table = table.data();
+  a.out = out.data();
+  MlaScratch scratch;
+  for (auto _ : state) {
+    MlaAttention(a, form, &scratch, &Pool());
+    benchmark::DoNotOptimize(out.data());
+  }
+}
+BENCHMARK(BM_MlaDecode)
+    ->Args({512, 0})
+    ->Args({512, 1})
+    ->Args({2048, 0})
+    ->Args({2048, 1})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 

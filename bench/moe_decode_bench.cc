@@ -45,14 +45,18 @@ class MoeTimingOps : public Ops {
   }
   void Add(Tensor a, Tensor b) override { inner_->Add(a, b); }
   void SiluMul(Tensor g, Tensor u, Tensor out) override { inner_->SiluMul(g, u, out); }
-  Tensor RopeTable(const Weight& f, int32_t dim, RopeAngles a) override {
-    return inner_->RopeTable(f, dim, a);
+  Tensor RopeTable(const Weight& f, int32_t dim, RopeAngles a, float factor) override {
+    return inner_->RopeTable(f, dim, a, factor);
   }
-  void Rope(Tensor x, int32_t hd, Tensor table, RopeLayout l) override {
-    inner_->Rope(x, hd, table, l);
+  void Rope(Tensor x, int32_t hd, int32_t offset, Tensor table, RopeLayout l) override {
+    inner_->Rope(x, hd, offset, table, l);
   }
   void Attention(int32_t layer, Tensor q, Tensor k, Tensor v, float s, Tensor out) override {
     inner_->Attention(layer, q, k, v, s, out);
+  }
+  void MlaAttention(int32_t layer, Tensor q, Tensor latent, Tensor k_rope, const Weight& kv_b,
+                    const MlaDims& dims, float s, Tensor out) override {
+    inner_->MlaAttention(layer, q, latent, k_rope, kv_b, dims, s, out);
   }
   void Moe(Tensor x, const MoeWeights& w, Tensor out) override {
     const auto start = Clock::now();

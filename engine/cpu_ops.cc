@@ -11,9 +11,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "engine/ops.h"
+#include "engine/util/status_macros.h"
 #include "kernels/check.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/matmul.h"
+#include "kernels/cpu/mla.h"
 #include "kernels/cpu/moe.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/thread_pool.h"
@@ -48,6 +50,24 @@ class StepArena {
   size_t next_ = 0;
 };
 
+// The CPU backend's KV cache is float32; an MLA cache needs its latent, a K/V cache equal K and V
+// head dims (the paged attention kernel reads both with one head_dim).
+absl::Status CheckKvSpec(const KvCacheSpec& spec) {
+  if (spec.dtype != DType::kF32) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the CPU KV cache is float32, not ", std::string(DTypeName(spec.dtype))));
+  }
+  if (spec.layout == KvLayout::kMlaLatent && spec.kv_lora_rank <= 0) {
+    return absl::InvalidArgumentError("an MLA KV cache needs kv_lora_rank > 0");
+  }
+  if (spec.layout == KvLayout::kKeyValue && spec.v_head_dim != 0 &&
+      spec.v_head_dim != spec.head_dim) {
+    return absl::InvalidArgumentError(absl::StrCat("the CPU K/V cache needs V heads as wide as K (",
+                                                   spec.head_dim, "), got ", spec.v_head_dim));
+  }
+  return absl::OkStatus();
+}
+
 class CpuOps : public Ops {
  public:
   explicit CpuOps(int num_threads) : pool_(num_threads) {}
@@ -75,11 +95,15 @@ class CpuOps : public Ops {
   }
 
   absl::Status AllocateKvCache(const KvCacheSpec& spec) override {
+    KV_RETURN_IF_ERROR(CheckKvSpec(spec));
     kv_ = spec;
-    const size_t per_layer =
-        static_cast<size_t>(spec.num_blocks) * spec.block_size * spec.num_kv_heads * spec.head_dim;
+    // K and V: two arrays per layer; the MLA latent (with its RoPE key): one.
+    const bool mla = spec.layout == KvLayout::kMlaLatent;
+    const size_t per_array = static_cast<size_t>(spec.num_blocks) * spec.block_size *
+                             spec.elements_per_token_layer() / (mla ? 1 : 2);
     // Refuse what the machine cannot hold, rather than being killed by the OOM killer later.
-    const double total = 2.0 * spec.num_layers * per_layer * sizeof(float);
+    const double total = static_cast<double>(spec.bytes_per_token()) * spec.num_blocks *
+                         static_cast<double>(spec.block_size);
     const double physical =
         static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGESIZE));
     if (physical > 0 && total > 0.9 * physical) {
@@ -94,8 +118,8 @@ class CpuOps : public Ops {
       k_cache_.clear();
       v_cache_.clear();
       for (int32_t l = 0; l < spec.num_layers; ++l) {
-        k_cache_.push_back(std::make_unique_for_overwrite<float[]>(per_layer));
-        v_cache_.push_back(std::make_unique_for_overwrite<float[]>(per_layer));
+        k_cache_.push_back(std::make_unique_for_overwrite<float[]>(per_array));
+        if (!mla) v_cache_.push_back(std::make_unique_for_overwrite<float[]>(per_array));
       }
     } catch (const std::bad_alloc&) {
       k_cache_.clear();
@@ -136,20 +160,28 @@ class CpuOps : public Ops {
     cpu::SiluMul(gate.data, up.data, gate.numel(), out.data);
   }
 
-  Tensor RopeTable(const Weight& inv_freq, int32_t rot_dim, RopeAngles angles) override {
+  Tensor RopeTable(const Weight& inv_freq, int32_t rot_dim, RopeAngles angles,
+                   float attention_factor) override {
     Tensor table = Alloc(batch_->num_tokens(), rot_dim);
     cpu::RopeCosSin(batch_->positions.data(), table.rows, static_cast<const float*>(inv_freq.data),
                     rot_dim,
                     angles == RopeAngles::kGgmlRecurrence ? cpu::RopeAngles::kGgmlRecurrence
                                                           : cpu::RopeAngles::kProduct,
                     table.data);
+    if (attention_factor != 1.0f) {
+      for (int64_t i = 0; i < table.numel(); ++i) table.data[i] *= attention_factor;
+    }
     return table;
   }
 
-  void Rope(Tensor x, int32_t head_dim, Tensor table, RopeLayout layout) override {
+  void Rope(Tensor x, int32_t head_dim, int32_t rot_offset, Tensor table,
+            RopeLayout layout) override {
+    KV_DCHECK(rot_offset >= 0 && rot_offset + table.cols <= head_dim);
+    // Head h of token t starts at x + (t * heads + h) * head_dim; shifting the base by rot_offset
+    // rotates [rot_offset, rot_offset + rot_dim) of every head (the last stays inside x).
     cpu::RopeApply(
-        x.data, x.rows, static_cast<int>(x.cols / head_dim), head_dim, static_cast<int>(table.cols),
-        table.data,
+        x.data + rot_offset, x.rows, static_cast<int>(x.cols / head_dim), head_dim,
+        static_cast<int>(table.cols), table.data,
         layout == RopeLayout::kInterleaved ? cpu::RopeStyle::kInterleaved : cpu::RopeStyle::kNeox);
   }
 
@@ -174,6 +206,34 @@ class CpuOps : public Ops {
     a.block_table = batch_->block_table.data();
     a.out = out.data;
     cpu::PagedAttention(a, &pool_);
+  }
+
+  void MlaAttention(int32_t layer, Tensor q, Tensor latent, Tensor k_rope, const Weight& kv_b,
+                    const MlaDims& dims, float scale, Tensor out) override {
+    KV_DCHECK(kv_.layout == KvLayout::kMlaLatent && dims.kv_lora_rank == kv_.kv_lora_rank &&
+              dims.rope_dim == kv_.rope_dim);
+    float* cache = k_cache_[layer].get();
+    cpu::WriteMlaCache(latent.data, k_rope.data, latent.rows, dims.kv_lora_rank, dims.rope_dim,
+                       batch_->slot_mapping.data(), cache);
+    cpu::MlaAttentionArgs a;
+    a.q = q.data;
+    a.cache = cache;
+    a.kv_b = kv_b.data;
+    a.kv_b_dtype = kv_b.dtype;
+    a.num_heads = dims.num_heads;
+    a.nope_dim = dims.nope_dim;
+    a.rope_dim = dims.rope_dim;
+    a.v_dim = dims.v_dim;
+    a.kv_lora_rank = dims.kv_lora_rank;
+    a.block_size = kv_.block_size;
+    a.scale = scale;
+    a.num_seqs = batch_->num_seqs();
+    a.query_start = batch_->query_start.data();
+    a.seq_lens = batch_->seq_lens.data();
+    a.block_table_indptr = batch_->block_table_indptr.data();
+    a.block_table = batch_->block_table.data();
+    a.out = out.data;
+    cpu::MlaAttention(a, cpu::MlaForm::kByQueryCount, &mla_scratch_, &pool_);
   }
 
   void Moe(Tensor x, const MoeWeights& w, Tensor out) override {
@@ -238,6 +298,7 @@ class CpuOps : public Ops {
   std::vector<int32_t> moe_ids_;
   std::vector<float> moe_weights_, moe_logits_, moe_xs_, moe_gate_, moe_up_, moe_ys_;
   cpu::MoePermutation moe_perm_;
+  cpu::MlaScratch mla_scratch_;
   std::vector<cpu::ExpertWeights> moe_experts_;
 };
 

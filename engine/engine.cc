@@ -266,8 +266,13 @@ absl::Status Engine::Impl::Init(const EngineOptions& options) {
   info.name = model.name;
   info.architecture = c.architecture;
   info.format = model.format;
-  if (auto q = model.weights->Get("model.layers.0.self_attn.q_proj.weight"); q.ok()) {
-    info.weight_dtype = std::string(DTypeName(q->dtype));
+  // The first layer's query projection (DeepSeek with q_lora_rank: its q_a_proj).
+  for (const char* name :
+       {"model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.q_a_proj.weight"}) {
+    if (auto q = model.weights->Get(name); q.ok()) {
+      info.weight_dtype = std::string(DTypeName(q->dtype));
+      break;
+    }
   }
   info.vocab_size = c.vocab_size;
   info.max_model_len = max_len;

@@ -26,6 +26,8 @@ constexpr char kQwen2[] = "Qwen2ForCausalLM";
 constexpr char kQwen3[] = "Qwen3ForCausalLM";
 constexpr char kMixtral[] = "MixtralForCausalLM";
 constexpr char kQwen3Moe[] = "Qwen3MoeForCausalLM";
+constexpr char kDeepseekV2[] = "DeepseekV2ForCausalLM";
+constexpr char kDeepseekV3[] = "DeepseekV3ForCausalLM";
 
 // Typed access to a JSON object; errors name the file and the key.
 class JsonFields {
@@ -116,12 +118,14 @@ absl::StatusOr<RopeScaling> ParseRopeScaling(const json& rs, const std::string& 
     auto mscale = [](double scale, double m) {
       return scale <= 1 ? 1.0 : 0.1 * m * std::log(scale) + 1.0;
     };
+    KV_ASSIGN_OR_RETURN(double m, f.Double("mscale", 0.0));
+    KV_ASSIGN_OR_RETURN(s.mscale_all_dim, f.Double("mscale_all_dim", 0.0));
+    // transformers _compute_yarn_parameters: mscale and mscale_all_dim count when both are set
+    // and not 0.
     if (f.Present("attention_factor")) {
       KV_ASSIGN_OR_RETURN(s.attention_factor, f.Double("attention_factor"));
-    } else if (f.Present("mscale") && f.Present("mscale_all_dim")) {
-      KV_ASSIGN_OR_RETURN(double m, f.Double("mscale"));
-      KV_ASSIGN_OR_RETURN(double m_all, f.Double("mscale_all_dim"));
-      s.attention_factor = mscale(s.factor, m) / mscale(s.factor, m_all);
+    } else if (m != 0 && s.mscale_all_dim != 0) {
+      s.attention_factor = mscale(s.factor, m) / mscale(s.factor, s.mscale_all_dim);
     } else {
       s.attention_factor = mscale(s.factor, 1.0);
     }
@@ -170,16 +174,19 @@ absl::StatusOr<std::string> HfArchitecture(const json& j, const std::string& pat
     arch = j["architectures"][0].get<std::string>();
   } else if (j.contains("model_type") && j["model_type"].is_string()) {
     const std::string t = j["model_type"].get<std::string>();
-    arch = t == "llama"       ? kLlama
-           : t == "qwen2"     ? kQwen2
-           : t == "qwen3"     ? kQwen3
-           : t == "mixtral"   ? kMixtral
-           : t == "qwen3_moe" ? kQwen3Moe
-                              : t;
+    arch = t == "llama"         ? kLlama
+           : t == "qwen2"       ? kQwen2
+           : t == "qwen3"       ? kQwen3
+           : t == "mixtral"     ? kMixtral
+           : t == "qwen3_moe"   ? kQwen3Moe
+           : t == "deepseek_v2" ? kDeepseekV2
+           : t == "deepseek_v3" ? kDeepseekV3
+                                : t;
   } else {
     return Invalid(path, "neither 'architectures' nor 'model_type' names the architecture");
   }
-  if (arch != kLlama && arch != kQwen2 && arch != kQwen3 && arch != kMixtral && arch != kQwen3Moe) {
+  if (arch != kLlama && arch != kQwen2 && arch != kQwen3 && arch != kMixtral && arch != kQwen3Moe &&
+      arch != kDeepseekV2 && arch != kDeepseekV3) {
     return Invalid(path, Cat("architecture '", arch,
                              "' is not supported (supported: ", SupportedArchitectures(), ")"));
   }
@@ -391,15 +398,132 @@ absl::Status HfMoe(const json& j, const JsonFields& f, const std::string& path, 
   return absl::OkStatus();
 }
 
+// DeepSeek's MLA sizes (MlaConfig), with DeepseekV2Config's / DeepseekV3Config's defaults.
+absl::Status HfMla(const json& j, const JsonFields& f, const std::string& path, ModelConfig& c) {
+  MlaConfig& a = c.mla;
+  // q_lora_rank null means a plain q_proj; absent means the default 1536.
+  if (!(j.contains("q_lora_rank") && j["q_lora_rank"].is_null())) {
+    KV_ASSIGN_OR_RETURN(a.q_lora_rank, f.Int("q_lora_rank", 1536));
+    if (a.q_lora_rank <= 0) return Invalid(path, "'q_lora_rank' must be > 0 or null");
+  }
+  KV_ASSIGN_OR_RETURN(a.kv_lora_rank, f.Int("kv_lora_rank", 512));
+  KV_ASSIGN_OR_RETURN(a.nope_head_dim, f.Int("qk_nope_head_dim", 128));
+  KV_ASSIGN_OR_RETURN(a.rope_head_dim, f.Int("qk_rope_head_dim", 64));
+  KV_ASSIGN_OR_RETURN(a.v_head_dim, f.Int("v_head_dim", 128));
+  const std::pair<const char*, int64_t> positive[] = {{"kv_lora_rank", a.kv_lora_rank},
+                                                      {"qk_nope_head_dim", a.nope_head_dim},
+                                                      {"qk_rope_head_dim", a.rope_head_dim},
+                                                      {"v_head_dim", a.v_head_dim}};
+  for (const auto& [key, v] : positive) {
+    if (v <= 0 || v > 65536)
+      return Invalid(path, Cat("'", key, "' must be in [1, 65536], got ", v));
+  }
+  KV_ASSIGN_OR_RETURN(bool attention_bias, f.Bool("attention_bias", false));
+  KV_ASSIGN_OR_RETURN(bool mlp_bias, f.Bool("mlp_bias", false));
+  if (attention_bias || mlp_bias) {
+    return Invalid(path, "DeepSeek 'attention_bias' / 'mlp_bias' true is not supported");
+  }
+  // MLA expands K and V to every head: key/value head counts play no part.
+  c.num_kv_heads = c.num_heads;
+  c.head_dim = a.rope_head_dim;  // as transformers sets it: the RoPE dims
+  KV_ASSIGN_OR_RETURN(bool interleave, f.Bool("rope_interleave", true));
+  c.rope_layout = interleave ? RopeLayout::kInterleaved : RopeLayout::kNeox;
+  return absl::OkStatus();
+}
+
+// How DeepSeek picks experts (topk_method, scoring_func, groups) as a MoeRouting.
+absl::Status HfDeepseekRouting(const JsonFields& f, const std::string& path, bool v3,
+                               MoeRouting& r) {
+  KV_ASSIGN_OR_RETURN(std::string scoring, f.String("scoring_func", v3 ? "sigmoid" : "softmax"));
+  if (scoring != "softmax" && scoring != "sigmoid") {
+    return Invalid(path, Cat("'scoring_func' must be softmax or sigmoid, got '", scoring, "'"));
+  }
+  r.scoring = scoring == "sigmoid" ? MoeScoring::kSigmoid : MoeScoring::kSoftmax;
+  KV_ASSIGN_OR_RETURN(std::string method, f.String("topk_method", v3 ? "noaux_tc" : "greedy"));
+  KV_ASSIGN_OR_RETURN(int64_t groups, f.Int("n_group", v3 ? 8 : 1));
+  KV_ASSIGN_OR_RETURN(int64_t topk_groups, f.Int("topk_group", v3 ? 4 : 1));
+  if (method == "greedy") {
+    groups = topk_groups = 1;
+  } else if (method == "group_limited_greedy" || method == "noaux_tc") {
+    r.group_score = method == "noaux_tc" ? MoeGroupScore::kTop2Sum : MoeGroupScore::kMax;
+  } else {
+    return Invalid(
+        path,
+        Cat("'topk_method' must be greedy, group_limited_greedy or noaux_tc, got '", method, "'"));
+  }
+  if (groups < 1 || r.num_experts % groups != 0 || topk_groups < 1 || topk_groups > groups) {
+    return Invalid(path, Cat("'n_group' ", groups, " must divide n_routed_experts ", r.num_experts,
+                             " and 'topk_group' ", topk_groups, " be in [1, n_group]"));
+  }
+  if (groups > 1 && r.top_k > topk_groups * (r.num_experts / groups)) {
+    return Invalid(path, Cat("'num_experts_per_tok' ", r.top_k, " exceeds the ",
+                             topk_groups * (r.num_experts / groups),
+                             " experts of the topk_group chosen groups"));
+  }
+  r.num_groups = static_cast<int32_t>(groups);
+  r.topk_groups = static_cast<int32_t>(topk_groups);
+  return absl::OkStatus();
+}
+
+// DeepSeekMoE (MoeConfig): routed experts, shared experts, which layers have them.
+absl::Status HfDeepseekMoe(const JsonFields& f, const std::string& path, ModelConfig& c) {
+  const bool v3 = c.architecture == kDeepseekV3;
+  MoeConfig& m = c.moe;
+  KV_ASSIGN_OR_RETURN(int64_t experts, f.Int("n_routed_experts", v3 ? 256 : 64));
+  // DeepseekV2Config has no default for num_experts_per_tok.
+  KV_ASSIGN_OR_RETURN(int64_t top_k,
+                      v3 ? f.Int("num_experts_per_tok", 8) : f.Int("num_experts_per_tok"));
+  if (experts <= 0 || experts > INT32_MAX) {
+    return Invalid(path, Cat("'n_routed_experts' must be > 0, got ", experts));
+  }
+  if (top_k < 1 || top_k > experts) {
+    return Invalid(path, Cat("'num_experts_per_tok' must be in [1, ", experts, "], got ", top_k));
+  }
+  m.routing.num_experts = static_cast<int32_t>(experts);
+  m.routing.top_k = static_cast<int32_t>(top_k);
+  KV_RETURN_IF_ERROR(HfDeepseekRouting(f, path, v3, m.routing));
+  KV_ASSIGN_OR_RETURN(m.routing.renormalize, f.Bool("norm_topk_prob", v3));
+  KV_ASSIGN_OR_RETURN(double scaling, f.Double("routed_scaling_factor", v3 ? 2.5 : 1.0));
+  m.routing.scaling = static_cast<float>(scaling);
+  KV_ASSIGN_OR_RETURN(m.expert_intermediate_size, f.Int("moe_intermediate_size", v3 ? 2048 : 1407));
+  KV_ASSIGN_OR_RETURN(m.num_shared_experts, f.Int("n_shared_experts", v3 ? 1 : 2));
+  KV_ASSIGN_OR_RETURN(m.first_k_dense_replace, f.Int("first_k_dense_replace", v3 ? 3 : 0));
+  KV_ASSIGN_OR_RETURN(m.moe_layer_freq, f.Int("moe_layer_freq", 1));
+  if (m.expert_intermediate_size <= 0 || m.num_shared_experts < 0 || m.first_k_dense_replace < 0 ||
+      m.moe_layer_freq < 1) {
+    return Invalid(path,
+                   "'moe_intermediate_size' must be > 0, 'n_shared_experts' and "
+                   "'first_k_dense_replace' >= 0, 'moe_layer_freq' >= 1");
+  }
+  return absl::OkStatus();
+}
+
+// DeepSeek-V2/V3: MLA and DeepSeekMoE, and the softmax scale with YaRN's correction.
+absl::Status HfDeepseek(const json& j, const JsonFields& f, const std::string& path,
+                        ModelConfig& c) {
+  KV_RETURN_IF_ERROR(HfMla(j, f, path, c));
+  KV_RETURN_IF_ERROR(HfDeepseekMoe(f, path, c));
+  MlaConfig& a = c.mla;
+  a.softmax_scale = 1.0 / std::sqrt(static_cast<double>(a.nope_head_dim + a.rope_head_dim));
+  const RopeScaling& rs = c.rope_scaling;
+  if (!rs.type.empty() && rs.mscale_all_dim != 0 && rs.factor > 1) {
+    const double m = 0.1 * rs.mscale_all_dim * std::log(rs.factor) + 1.0;
+    a.softmax_scale *= m * m;
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::string SupportedArchitectures() {
-  return Cat(kLlama, ", ", kQwen2, ", ", kQwen3, ", ", kMixtral, ", ", kQwen3Moe);
+  return Cat(kLlama, ", ", kQwen2, ", ", kQwen3, ", ", kMixtral, ", ", kQwen3Moe, ", ", kDeepseekV2,
+             ", ", kDeepseekV3);
 }
 
 bool IsMoeLayer(const ModelConfig& c, int64_t layer) {
   const MoeConfig& m = c.moe;
   return m.routing.num_experts > 0 && (layer + 1) % m.decoder_sparse_step == 0 &&
+         layer >= m.first_k_dense_replace && layer % m.moe_layer_freq == 0 &&
          std::find(m.mlp_only_layers.begin(), m.mlp_only_layers.end(), layer) ==
              m.mlp_only_layers.end();
 }
@@ -419,6 +543,7 @@ absl::StatusOr<ModelConfig> ParseHfConfig(const std::string& path) {
   const bool llama = c.architecture == kLlama;
   const bool mixtral = c.architecture == kMixtral;
   const bool moe = mixtral || c.architecture == kQwen3Moe;
+  const bool deepseek = c.architecture == kDeepseekV2 || c.architecture == kDeepseekV3;
   const JsonFields f(j, path);
   KV_ASSIGN_OR_RETURN(c.vocab_size, f.Int("vocab_size"));
   KV_ASSIGN_OR_RETURN(c.hidden_size, f.Int("hidden_size"));
@@ -427,7 +552,8 @@ absl::StatusOr<ModelConfig> ParseHfConfig(const std::string& path) {
   KV_RETURN_IF_ERROR(HfHeads(f, path, c));
   KV_ASSIGN_OR_RETURN(double partial_rotary_factor, f.Double("partial_rotary_factor", 1.0));
   KV_ASSIGN_OR_RETURN(c.max_position_embeddings,
-                      f.Int("max_position_embeddings", llama     ? 2048
+                      f.Int("max_position_embeddings", llama || c.architecture == kDeepseekV2 ? 2048
+                                                       : c.architecture == kDeepseekV3        ? 4096
                                                        : mixtral ? 131072
                                                                  : 32768));
   KV_ASSIGN_OR_RETURN(c.rms_norm_eps, f.Double("rms_norm_eps", mixtral ? 1e-5 : 1e-6));
@@ -455,6 +581,7 @@ absl::StatusOr<ModelConfig> ParseHfConfig(const std::string& path) {
   KV_RETURN_IF_ERROR(ParseTokenIds(j, c, path));
   KV_ASSIGN_OR_RETURN(std::string dtype, f.String("dtype", ""));
   KV_ASSIGN_OR_RETURN(c.torch_dtype, f.String("torch_dtype", dtype));
+  if (deepseek) KV_RETURN_IF_ERROR(HfDeepseek(j, f, path, c));
   KV_RETURN_IF_ERROR(Validate(c, path, partial_rotary_factor));
   if (moe) KV_RETURN_IF_ERROR(HfMoe(j, f, path, c));
   return c;

@@ -61,17 +61,47 @@ struct MoeWeights {
   std::vector<Weight> gate, up, down;
 };
 
-// Geometry of the paged KV cache: one pool, every layer, blocks of block_size token slots.
+// What one token slot of one layer of the paged KV cache holds.
+enum class KvLayout {
+  kKeyValue,   // K and V of every KV head (multi-head / grouped-query attention)
+  kMlaLatent,  // MLA (DeepSeek-V2/V3): the compressed latent and the RoPE key, shared by all heads
+};
+
+// Geometry of the paged KV cache: one pool, every layer, blocks of block_size token slots. The
+// model fills the layout fields (Model::KvSpec); the runner fills num_blocks and block_size.
 struct KvCacheSpec {
   int32_t num_layers = 0;
   int32_t num_blocks = 0;
   int32_t block_size = 16;
+  KvLayout layout = KvLayout::kKeyValue;
+  // kKeyValue: num_kv_heads heads of head_dim for K and of v_head_dim (0: head_dim) for V.
   int32_t num_kv_heads = 0;
   int32_t head_dim = 0;
-  // K and V, every layer, float32.
-  int64_t bytes_per_token() const {
-    return int64_t{2} * num_layers * num_kv_heads * head_dim * sizeof(float);
+  int32_t v_head_dim = 0;
+  // kMlaLatent: kv_lora_rank latent values (after kv_a_layernorm) then rope_dim RoPE-key values.
+  int32_t kv_lora_rank = 0;
+  int32_t rope_dim = 0;
+  // Element type of the cache. The CPU backend keeps it in float32 (the only type it accepts).
+  DType dtype = DType::kF32;
+
+  // Elements one token occupies in one layer.
+  int64_t elements_per_token_layer() const {
+    if (layout == KvLayout::kMlaLatent) return int64_t{kv_lora_rank} + rope_dim;
+    return int64_t{num_kv_heads} * (head_dim + (v_head_dim > 0 ? v_head_dim : head_dim));
   }
+  // Bytes one token occupies across all layers: what the pool is sized by.
+  int64_t bytes_per_token() const {
+    return num_layers * RowBytes(dtype, elements_per_token_layer());
+  }
+};
+
+// Multi-head latent attention (DeepSeek-V2/V3) geometry of one layer.
+struct MlaDims {
+  int32_t num_heads = 0;
+  int32_t nope_dim = 0;      // qk_nope_head_dim: the part of q/k without RoPE
+  int32_t rope_dim = 0;      // qk_rope_head_dim: the RoPE part, one key shared by all heads
+  int32_t v_dim = 0;         // v_head_dim
+  int32_t kv_lora_rank = 0;  // the latent's width
 };
 
 class Ops {
@@ -98,15 +128,30 @@ class Ops {
   // out = silu(gate) * up, elementwise. out may be gate.
   virtual void SiluMul(Tensor gate, Tensor up, Tensor out) = 0;
   // The RoPE table of this step's positions: [tokens, rot_dim], each row the cos then the sin of
-  // the rot_dim / 2 angles. inv_freq is a 1 x rot_dim/2 weight (UploadFloats). Built once per
-  // step and shared by every layer.
-  virtual Tensor RopeTable(const Weight& inv_freq, int32_t rot_dim, RopeAngles angles) = 0;
-  // Rotates the first rot_dim dims of each head of x ([tokens, heads * head_dim]) by the angles
-  // of table (from RopeTable; rot_dim = table.cols).
-  virtual void Rope(Tensor x, int32_t head_dim, Tensor table, RopeLayout layout) = 0;
+  // the rot_dim / 2 angles, both multiplied by attention_factor (YaRN's; 1 otherwise). inv_freq
+  // is a 1 x rot_dim/2 weight (UploadFloats). Built once per step and shared by every layer.
+  virtual Tensor RopeTable(const Weight& inv_freq, int32_t rot_dim, RopeAngles angles,
+                           float attention_factor) = 0;
+  // Rotates dims [rot_offset, rot_offset + rot_dim) of each head of x ([tokens, heads *
+  // head_dim]) by the angles of table (from RopeTable; rot_dim = table.cols).
+  virtual void Rope(Tensor x, int32_t head_dim, int32_t rot_offset, Tensor table,
+                    RopeLayout layout) = 0;
   // Writes k, v ([tokens, kv_heads * head_dim]) into the layer's cache at the batch slots, then
   // out = causal paged attention of q ([tokens, heads * head_dim]) over each sequence's context.
   virtual void Attention(int32_t layer, Tensor q, Tensor k, Tensor v, float scale, Tensor out) = 0;
+  // Multi-head latent attention (needs a KvLayout::kMlaLatent cache). Writes latent
+  // ([tokens, kv_lora_rank], after kv_a_layernorm) and k_rope ([tokens, rope_dim], rotated) into
+  // the layer's cache at the batch slots, then out ([tokens, heads * v_dim]) = causal paged
+  // attention of q ([tokens, heads * (nope_dim + rope_dim)], each head's RoPE part rotated) over
+  // each sequence's cached context, where head h's key is [W_UK_h c ; k_rope] and its value
+  // W_UV_h c for a cached latent c, and kv_b ([heads * (nope_dim + v_dim), kv_lora_rank]:
+  // per head the nope_dim rows of W_UK_h, then the v_dim rows of W_UV_h) is kv_b_proj.
+  // How is the backend's choice; the CPU backend takes, per sequence, the absorbed form for a
+  // single query (decode: W_UK folded into the query, attention over the latent itself, W_UV
+  // applied to the result) and the expanded form for several (prefill: the context's K and V
+  // are expanded per head). Both compute the same function (tested against each other).
+  virtual void MlaAttention(int32_t layer, Tensor q, Tensor latent, Tensor k_rope,
+                            const Weight& kv_b, const MlaDims& dims, float scale, Tensor out) = 0;
   // Mixture of experts, one op: router logits = x * router^T; route each token (MoeRouting:
   // top_k experts and their weights); permute the tokens grouped by expert; run every expert's
   // SwiGLU MLP down_e(silu(gate_e x) * up_e x) over its contiguous rows (a grouped GEMM); then

@@ -5,7 +5,7 @@ Usage (needs torch + transformers + safetensors + numpy; see tools/requirements-
 
     python tools/gen_golden_models.py --out tests/fixtures/models
 
-Writes, for each of three architectures, a directory tests/fixtures/models/<name>/ with
+Writes, for each model below, a directory tests/fixtures/models/<name>/ with
     config.json            the HF config (transformers' own output, plus legacy keys, see below)
     generation_config.json as written by save_pretrained
     model.safetensors      float32 weights (save_pretrained(safe_serialization=True))
@@ -31,6 +31,12 @@ HF default so that logits are O(1) and attention is far from uniform):
                      (a dense MLP of intermediate 64 there), q/k norm. config.json says
                      "num_experts" as released Qwen3-MoE checkpoints do (transformers 5 writes
                      "num_local_experts"; both read back the same).
+    deepseek_v2_tiny       DeepseekV2ForCausalLM: MLA with q_lora_rank, softmax greedy top-2, 2 shared
+                           experts, first layer dense.
+    deepseek_v2_lite_tiny  DeepseekV2ForCausalLM: q_proj (q_lora_rank null), group_limited_greedy.
+    deepseek_v3_tiny       DeepseekV3ForCausalLM: sigmoid + e_score_correction_bias, noaux_tc groups,
+                           renormalised x 2.5, 1 shared expert, first layer dense, YaRN with
+                           mscale != mscale_all_dim.
 MoE prompts are also redrawn until, at every token of prompt + continuation and every MoE layer,
 the k-th and (k+1)-th routing probabilities differ by at least MIN_ROUTER_GAP (a near-tie there
 would let float32 rounding pick another expert); reference.json records router_min_gap.
@@ -61,8 +67,8 @@ import sys
 import numpy as np
 import torch
 import transformers
-from transformers import (AutoModelForCausalLM, LlamaConfig, MixtralConfig, Qwen2Config,
-                          Qwen3Config, Qwen3MoeConfig)
+from transformers import (AutoModelForCausalLM, DeepseekV2Config, DeepseekV3Config, LlamaConfig,
+                          MixtralConfig, Qwen2Config, Qwen3Config, Qwen3MoeConfig)
 
 SEED = 20261123
 PROMPT_LENGTHS = (1, 7, 16, 33)
@@ -76,6 +82,7 @@ def model_specs():
     common = dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=2,
                   max_position_embeddings=512, rms_norm_eps=1e-6, hidden_act="silu",
                   bos_token_id=1, eos_token_id=2, pad_token_id=None, use_cache=True)
+    deepseek_common = dict(common, num_key_value_heads=4)  # MLA: every head reads the latent
     return [
         ("llama_tiny", LlamaConfig(
             vocab_size=384, intermediate_size=128, num_hidden_layers=3,
@@ -99,6 +106,38 @@ def model_specs():
             num_experts=8, num_experts_per_tok=2, norm_topk_prob=False, decoder_sparse_step=1,
             mlp_only_layers=[1], rope_theta=1000000.0, attention_bias=False,
             use_sliding_window=False, tie_word_embeddings=False, **common)),
+        # MLA with a compressed query (q_lora_rank), softmax greedy top-2 routing, two shared
+        # experts, one dense layer first.
+        ("deepseek_v2_tiny", DeepseekV2Config(
+            vocab_size=256, intermediate_size=128, moe_intermediate_size=16, num_hidden_layers=3,
+            q_lora_rank=32, kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=8,
+            v_head_dim=16, n_routed_experts=8, n_shared_experts=2, num_experts_per_tok=2,
+            topk_method="greedy", routed_scaling_factor=1.0, norm_topk_prob=False,
+            first_k_dense_replace=1, rope_theta=10000.0, attention_bias=False,
+            tie_word_embeddings=False, **deepseek_common)),
+        # No q_lora_rank (q_proj), group-limited greedy routing (4 groups, best 2 by their max),
+        # routed_scaling_factor 2, every layer MoE.
+        ("deepseek_v2_lite_tiny", DeepseekV2Config(
+            vocab_size=256, intermediate_size=128, moe_intermediate_size=16, num_hidden_layers=2,
+            q_lora_rank=None, kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=8,
+            v_head_dim=16, n_routed_experts=8, n_shared_experts=1, num_experts_per_tok=2,
+            topk_method="group_limited_greedy", n_group=4, topk_group=2,
+            routed_scaling_factor=2.0, norm_topk_prob=False, first_k_dense_replace=0,
+            rope_theta=10000.0, attention_bias=False, tie_word_embeddings=False,
+            **deepseek_common)),
+        # Sigmoid scores + e_score_correction_bias, groups scored by their top-2 sum (noaux_tc),
+        # renormalised and scaled by 2.5, one dense layer then MoE, a shared expert, YaRN with
+        # mscale != mscale_all_dim (so both cos/sin and the softmax scale are corrected).
+        ("deepseek_v3_tiny", DeepseekV3Config(
+            vocab_size=256, intermediate_size=128, moe_intermediate_size=16, num_hidden_layers=3,
+            q_lora_rank=32, kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=8,
+            v_head_dim=16, n_routed_experts=16, n_shared_experts=1, num_experts_per_tok=4,
+            n_group=4, topk_group=2, routed_scaling_factor=2.5, norm_topk_prob=True,
+            first_k_dense_replace=1, rope_interleave=True,
+            rope_parameters=dict(rope_type="yarn", rope_theta=10000.0, factor=4.0,
+                                 original_max_position_embeddings=128, beta_fast=32.0,
+                                 beta_slow=1.0, mscale=1.0, mscale_all_dim=0.8),
+            attention_bias=False, tie_word_embeddings=False, **deepseek_common)),
     ]
 
 
@@ -118,7 +157,10 @@ def init_weights(model, gen):
                 p.copy_(0.4 * torch.randn(p.shape, generator=gen))
             elif name.startswith("lm_head"):
                 p.copy_(0.35 * torch.randn(p.shape, generator=gen))
-            elif name.endswith(("q_proj.weight", "k_proj.weight")):
+            elif name.endswith(("q_proj.weight", "k_proj.weight", "q_a_proj.weight",
+                                "q_b_proj.weight", "kv_a_proj_with_mqa.weight",
+                                "kv_b_proj.weight")):
+                # (MLA: the latent is RMS-normed, so its projections need the larger spread too.)
                 p.copy_(0.25 * torch.randn(p.shape, generator=gen))
             elif name.endswith(("mlp.gate.weight", "block_sparse_moe.gate.weight")):
                 # MoE router: logits std ~2, so routing is decisive rather than near-uniform.
@@ -127,6 +169,10 @@ def init_weights(model, gen):
                 p.copy_(0.12 * torch.randn(p.shape, generator=gen))
             else:
                 raise RuntimeError(f"unexpected parameter {name}")
+    for name, b in model.named_buffers():
+        if name.endswith("e_score_correction_bias"):  # DeepSeek-V3: small, so choices stay > 0
+            with torch.no_grad():
+                b.copy_(0.05 * torch.randn(b.shape, generator=gen))
 
 
 def add_legacy_config_keys(path, config):
@@ -134,6 +180,10 @@ def add_legacy_config_keys(path, config):
         cfg = json.load(f)
     if cfg.get("model_type") == "qwen3_moe":  # released Qwen3-MoE configs say num_experts
         cfg["num_experts"] = cfg.pop("num_local_experts")
+    if cfg.get("model_type") == "deepseek_v3":  # what DeepSeek's released config.json also says
+        cfg.update(scoring_func="sigmoid", topk_method="noaux_tc", moe_layer_freq=1)
+    if cfg.get("model_type") == "deepseek_v2":
+        cfg.update(scoring_func="softmax", moe_layer_freq=1)
     rp = dict(cfg.get("rope_parameters") or {})
     if "rope_theta" in rp:
         cfg["rope_theta"] = rp["rope_theta"]
@@ -158,15 +208,47 @@ def attention_stats(model, ids):
     return [round(float(a[0, :, -1, :].max(dim=-1).values.mean()), 3) for a in out.attentions]
 
 
+def sorted_gap(x, k):
+    """min over rows of the k-th minus the (k+1)-th largest value (inf when k == columns)."""
+    if k >= x.shape[-1]:
+        return float("inf")
+    v = x.sort(dim=-1, descending=True).values
+    return float((v[:, k - 1] - v[:, k]).min())
+
+
+def deepseek_router_gap(module, logits):
+    """The margins DeepSeek's routing decides by: the topk_group-th vs next group score, then
+    the top_k-th vs next choice among the experts of the chosen groups."""
+    v3 = hasattr(module, "e_score_correction_bias")
+    scores = logits.sigmoid() if v3 else logits.softmax(dim=-1)
+    choice = scores + module.e_score_correction_bias if v3 else scores
+    grouped = v3 or module.topk_method == "group_limited_greedy"
+    gaps = []
+    if grouped:
+        g = choice.view(-1, module.num_group, module.num_experts // module.num_group)
+        gs = g.topk(2, dim=-1)[0].sum(-1) if v3 else g.max(dim=-1).values
+        gaps.append(sorted_gap(gs, module.topk_group))
+        keep = torch.zeros_like(gs, dtype=torch.bool)
+        keep.scatter_(1, gs.topk(module.topk_group, dim=-1)[1], True)
+        keep = keep.unsqueeze(-1).expand_as(g).reshape(choice.shape)
+        choice = choice.masked_fill(~keep, float("-inf"))
+    gaps.append(sorted_gap(choice, module.top_k))
+    return min(gaps)
+
+
 def router_min_gap(model, ids):
-    """MoE: min over tokens and MoE layers of p_k - p_(k+1) (sorted routing probabilities); None
-    for a dense model."""
-    routers = [m for m in model.modules() if type(m).__name__.endswith("TopKRouter")]
+    """MoE: min over tokens and MoE layers of the routing margin: p_k - p_(k+1) (sorted routing
+    probabilities), or DeepSeek's group and choice margins; None for a dense model."""
+    routers = [m for m in model.modules()
+               if type(m).__name__.endswith(("TopKRouter", "TopkRouter"))]
     if not routers:
         return None
     gaps = []
 
     def hook(module, args, output):
+        if type(module).__name__.startswith("Deepseek"):
+            gaps.append(deepseek_router_gap(module, output[0].float()))
+            return
         probs = torch.softmax(output[0].float(), dim=-1).sort(dim=-1, descending=True).values
         k = module.top_k
         gaps.append(float((probs[:, k - 1] - probs[:, k]).min()))
@@ -291,6 +373,116 @@ def numpy_moe(cfg, w, p, h):
     return out
 
 
+def numpy_yarn(cfg, inv, dim):
+    """transformers' _compute_yarn_parameters (truncate): scaled inverse frequencies and the
+    cos/sin factor, from the legacy rope_scaling keys."""
+    rs = cfg["rope_scaling"]
+    base, factor, orig = cfg["rope_theta"], rs["factor"], rs["original_max_position_embeddings"]
+
+    def mscale(m):
+        return 1.0 if factor <= 1 else 0.1 * m * np.log(factor) + 1.0
+
+    def corr(rot):
+        return dim * np.log(orig / (rot * 2 * np.pi)) / (2 * np.log(base))
+
+    lo = max(np.floor(corr(rs.get("beta_fast", 32))), 0)
+    hi = min(np.ceil(corr(rs.get("beta_slow", 1))), dim - 1)
+    hi = hi + 0.001 if lo == hi else hi
+    extra = 1 - np.clip((np.arange(dim // 2) - lo) / (hi - lo), 0, 1)
+    scaled = inv / factor * (1 - extra) + inv * extra
+    m, m_all = rs.get("mscale"), rs.get("mscale_all_dim")
+    return scaled, (mscale(m) / mscale(m_all) if m and m_all else mscale(1.0))
+
+
+def numpy_deepseek_route(cfg, w, block, h):
+    """DeepSeek's routing per token: ids and weights (DeepSeek's reference semantics)."""
+    logits = h @ w[block + "gate.weight"].T
+    if cfg.get("scoring_func", "softmax") == "sigmoid":
+        scores = 1 / (1 + np.exp(-logits))
+    else:
+        scores = np.exp(logits - logits.max(-1, keepdims=True))
+        scores /= scores.sum(-1, keepdims=True)
+    choice = scores + w.get(block + "gate.e_score_correction_bias", 0.0)
+    method, k = cfg.get("topk_method", "greedy"), cfg["num_experts_per_tok"]
+    out = []
+    for t in range(h.shape[0]):
+        c = choice[t].copy()
+        if method != "greedy":
+            g = c.reshape(cfg["n_group"], -1)
+            gs = (np.sort(g, -1)[:, -2:].sum(-1) if method == "noaux_tc" else g.max(-1))
+            keep = np.argsort(-gs, kind="stable")[:cfg["topk_group"]]
+            mask = np.full(g.shape, -np.inf)
+            mask[keep] = 0
+            c = c + mask.reshape(-1)
+        top = np.argsort(-c, kind="stable")[:k]
+        wt = scores[t, top]
+        if cfg.get("norm_topk_prob"):
+            wt = wt / (wt.sum() + 1e-20)
+        out.append((top, wt * cfg.get("routed_scaling_factor", 1.0)))
+    return out
+
+
+def numpy_deepseek_forward(cfg, w, prompt):
+    """Float64 DeepSeek-V2/V3: MLA with K/V expanded per head, interleaved RoPE, YaRN; dense or
+    routed + shared experts per layer."""
+    H, dn, dr = cfg["num_attention_heads"], cfg["qk_nope_head_dim"], cfg["qk_rope_head_dim"]
+    dv, L, eps = cfg["v_head_dim"], cfg["kv_lora_rank"], cfg["rms_norm_eps"]
+
+    def rms(x, g):
+        return x / np.sqrt((x * x).mean(-1, keepdims=True) + eps) * g
+
+    inv = cfg["rope_theta"] ** (-np.arange(0, dr, 2, dtype=np.float64) / dr)
+    factor, scale = 1.0, (dn + dr) ** -0.5
+    rs = cfg.get("rope_scaling")
+    if rs and rs.get("type", rs.get("rope_type")) == "yarn":
+        inv, factor = numpy_yarn(cfg, inv, dr)
+        if rs.get("mscale_all_dim"):
+            m = 0.1 * rs["mscale_all_dim"] * np.log(rs["factor"]) + 1.0
+            scale *= m * m
+    T = len(prompt)
+    ang = np.arange(T)[:, None] * inv[None, :]
+    cos, sin = np.cos(ang) * factor, np.sin(ang) * factor
+
+    def rope(x):  # [..., T, dr], pairs (2i, 2i + 1)
+        a, b = x[..., 0::2], x[..., 1::2]
+        out = np.empty_like(x)
+        out[..., 0::2], out[..., 1::2] = a * cos - b * sin, b * cos + a * sin
+        return out
+
+    x = w["model.embed_tokens.weight"][prompt]
+    mask = np.triu(np.full((T, T), -np.inf), 1)
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        a = p + "self_attn."
+        h = rms(x, w[p + "input_layernorm.weight"])
+        if cfg.get("q_lora_rank"):
+            q = rms(h @ w[a + "q_a_proj.weight"].T, w[a + "q_a_layernorm.weight"])
+            q = q @ w[a + "q_b_proj.weight"].T
+        else:
+            q = h @ w[a + "q_proj.weight"].T
+        q = q.reshape(T, H, dn + dr).transpose(1, 0, 2)
+        kv = h @ w[a + "kv_a_proj_with_mqa.weight"].T
+        c, kr = rms(kv[:, :L], w[a + "kv_a_layernorm.weight"]), rope(kv[:, L:])
+        kvb = (c @ w[a + "kv_b_proj.weight"].T).reshape(T, H, dn + dv).transpose(1, 0, 2)
+        s = (q[..., :dn] @ kvb[..., :dn].transpose(0, 2, 1) + rope(q[..., dn:]) @ kr.T) * scale
+        s = np.exp(s + mask - (s + mask).max(-1, keepdims=True))
+        o = (s / s.sum(-1, keepdims=True)) @ kvb[..., dn:]
+        x = x + o.transpose(1, 0, 2).reshape(T, H * dv) @ w[a + "o_proj.weight"].T
+        h = rms(x, w[p + "post_attention_layernorm.weight"])
+        mlp = lambda q, hh: swiglu(hh, *(w[f"{q}{n}.weight"] for n in  # noqa: E731
+                                        ("gate_proj", "up_proj", "down_proj")))
+        if i < cfg.get("first_k_dense_replace", 0) or i % cfg.get("moe_layer_freq", 1):
+            x = x + mlp(p + "mlp.", h)
+            continue
+        y = mlp(p + "mlp.shared_experts.", h) if cfg.get("n_shared_experts") else 0 * h
+        for t, (top, wt) in enumerate(numpy_deepseek_route(cfg, w, p + "mlp.", h)):
+            for e, we in zip(top, wt):
+                y[t] += we * mlp(f"{p}mlp.experts.{e}.", h[t:t + 1])[0]
+        x = x + y
+    x = rms(x, w["model.norm.weight"])
+    return x @ w["lm_head.weight"].T
+
+
 def numpy_forward(model_dir, prompt):
     """Independent float64 numpy forward pass from config.json (legacy rope keys) + safetensors.
 
@@ -311,6 +503,8 @@ def numpy_forward(model_dir, prompt):
     else:
         w = load_file(os.path.join(model_dir, "model.safetensors"))
     w = {k: v.astype(np.float64) for k, v in w.items()}
+    if cfg["model_type"].startswith("deepseek"):
+        return numpy_deepseek_forward(cfg, w, prompt)
     H, KV = cfg["num_attention_heads"], cfg["num_key_value_heads"]
     D = cfg.get("head_dim") or cfg["hidden_size"] // H
     eps = cfg["rms_norm_eps"]
@@ -416,6 +610,7 @@ def main():
         model.eval()
         rs = model.config.rope_parameters
         assert rs["rope_type"] == config.rope_parameters["rope_type"], rs
+        assert rs.get("mscale_all_dim") == config.rope_parameters.get("mscale_all_dim"), rs
 
         rng = np.random.default_rng(SEED + 100 + idx)
         cases = reference_cases(model, config.vocab_size, rng)

@@ -94,7 +94,8 @@ class LlamaModel : public Model {
                     ops.Alloc(n, c_.hidden_size)};
     ops.Embedding(embed_, x);
     const Tensor rope =
-        ops.RopeTable(inv_freq_, static_cast<int32_t>(c_.rotary_dim), c_.rope_angles);
+        ops.RopeTable(inv_freq_, static_cast<int32_t>(c_.rotary_dim), c_.rope_angles,
+                      static_cast<float>(c_.rope_scaling.attention_factor));
     for (int32_t i = 0; i < static_cast<int32_t>(layers_.size()); ++i) {
       const LayerWeights& l = layers_[i];
       ops.RmsNorm(x, l.input_norm, eps, h);
@@ -130,8 +131,8 @@ class LlamaModel : public Model {
       ops.RmsNorm(s.q.View(hd), l.q_norm, eps, s.q.View(hd));
       ops.RmsNorm(s.k.View(hd), l.k_norm, eps, s.k.View(hd));
     }
-    ops.Rope(s.q, hd, rope, c_.rope_layout);
-    ops.Rope(s.k, hd, rope, c_.rope_layout);
+    ops.Rope(s.q, hd, 0, rope, c_.rope_layout);
+    ops.Rope(s.k, hd, 0, rope, c_.rope_layout);
     ops.Attention(layer, s.q, s.k, s.v, 1.0f / std::sqrt(static_cast<float>(hd)), s.attn);
     ops.MatMul(s.attn, l.o, nullptr, h);
   }

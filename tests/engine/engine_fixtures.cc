@@ -54,6 +54,30 @@ std::vector<float> AllLogits(ModelRunner& runner, const std::vector<int32_t>& pr
   return runner.Execute(batch);
 }
 
+std::vector<float> TokenByTokenLogits(ModelRunner& runner, const std::vector<int32_t>& prompt) {
+  const int32_t block_size = runner.kv_spec().block_size;
+  const int32_t n = static_cast<int32_t>(prompt.size());
+  std::vector<float> all;
+  StepBatch batch;
+  batch.seqs.resize(1);
+  batch.query_start = {0, 1};
+  batch.block_table_indptr = {0, (n + block_size - 1) / block_size};
+  for (int32_t b = 0; b < batch.block_table_indptr[1]; ++b) batch.block_table.push_back(b);
+  batch.logits_indices = {0};
+  for (int32_t i = 0; i < n; ++i) {
+    batch.seqs[0].start_position = i;
+    batch.seqs[0].num_new_tokens = 1;
+    batch.seqs[0].samples = true;
+    batch.token_ids = {prompt[i]};
+    batch.positions = {i};
+    batch.slot_mapping = {int64_t{batch.block_table[i / block_size]} * block_size + i % block_size};
+    batch.seq_lens = {i + 1};
+    const std::vector<float>& logits = runner.Execute(batch);
+    all.insert(all.end(), logits.begin(), logits.end());
+  }
+  return all;
+}
+
 EngineRequest GreedyRequest(const std::string& id, std::vector<int32_t> prompt,
                             int32_t max_tokens) {
   EngineRequest r;

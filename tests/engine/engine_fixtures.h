@@ -20,6 +20,8 @@ std::string DefaultModelPath();
 
 // Runs a whole prompt in one step with logits for every position: [len, vocab].
 std::vector<float> AllLogits(ModelRunner& runner, const std::vector<int32_t>& prompt);
+// The same, one token per step (every step a single-query decode over the cache): [len, vocab].
+std::vector<float> TokenByTokenLogits(ModelRunner& runner, const std::vector<int32_t>& prompt);
 
 // A greedy request that ignores the model's stop tokens (so its length is max_tokens).
 EngineRequest GreedyRequest(const std::string& id, std::vector<int32_t> prompt, int32_t max_tokens);

@@ -1,5 +1,5 @@
-// Tiny random-weight Llama, Qwen2, Qwen3, Mixtral and Qwen3-MoE models made with Hugging Face
-// transformers
+// Tiny random-weight Llama, Qwen2, Qwen3, Mixtral, Qwen3-MoE, DeepSeek-V2 and DeepSeek-V3 models
+// made with Hugging Face transformers
 // (tools/gen_golden_models.py): our logits and greedy continuations against theirs.
 #include <cmath>
 #include <memory>
@@ -98,7 +98,10 @@ INSTANTIATE_TEST_SUITE_P(
                       GoldenCase{"qwen3_tiny", "qwen3_tiny/reference.json"},
                       GoldenCase{"qwen3_tiny_sharded", "qwen3_tiny/reference.json"},
                       GoldenCase{"mixtral_tiny", "mixtral_tiny/reference.json"},
-                      GoldenCase{"qwen3_moe_tiny", "qwen3_moe_tiny/reference.json"}),
+                      GoldenCase{"qwen3_moe_tiny", "qwen3_moe_tiny/reference.json"},
+                      GoldenCase{"deepseek_v2_tiny", "deepseek_v2_tiny/reference.json"},
+                      GoldenCase{"deepseek_v2_lite_tiny", "deepseek_v2_lite_tiny/reference.json"},
+                      GoldenCase{"deepseek_v3_tiny", "deepseek_v3_tiny/reference.json"}),
     [](const auto& info) { return info.param.model_dir; });
 
 }  // namespace

@@ -163,6 +163,87 @@ TEST(HfConfigTest, MoeErrorsNameTheKey) {
   EXPECT_ERROR_HAS(swa.status(), "sliding_window", "not supported");
 }
 
+// DeepSeek-V2-Lite's shape: no q_lora_rank (null), softmax greedy routing, a dense first layer;
+// DeepseekV2Config's defaults for what is absent.
+TEST(HfConfigTest, DeepseekV2WithoutQLoraAndItsDefaults) {
+  auto c = ParseJson(R"({"architectures": ["DeepseekV2ForCausalLM"], "vocab_size": 102400,
+    "hidden_size": 2048, "intermediate_size": 10944, "num_hidden_layers": 27,
+    "num_attention_heads": 16, "num_key_value_heads": 16, "q_lora_rank": null,
+    "kv_lora_rank": 512, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128,
+    "n_routed_experts": 64, "n_shared_experts": 2, "num_experts_per_tok": 6,
+    "moe_intermediate_size": 1408, "first_k_dense_replace": 1, "moe_layer_freq": 1,
+    "topk_method": "greedy", "n_group": 1, "topk_group": 1, "routed_scaling_factor": 1.0,
+    "rope_scaling": {"type": "yarn", "factor": 40, "mscale": 0.707, "mscale_all_dim": 0.707,
+                     "original_max_position_embeddings": 4096, "beta_fast": 32, "beta_slow": 1},
+    "max_position_embeddings": 163840})");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->mla.q_lora_rank, 0);
+  EXPECT_EQ(c->mla.kv_lora_rank, 512);
+  EXPECT_EQ(c->head_dim, 64);
+  EXPECT_EQ(c->rotary_dim, 64);
+  EXPECT_EQ(c->num_kv_heads, 16);
+  EXPECT_EQ(c->rope_layout, RopeLayout::kInterleaved);
+  EXPECT_EQ(c->moe.routing.scoring, MoeScoring::kSoftmax);
+  EXPECT_EQ(c->moe.routing.num_groups, 1);
+  EXPECT_FALSE(c->moe.routing.renormalize);  // norm_topk_prob defaults to false for V2
+  EXPECT_EQ(c->moe.num_shared_experts, 2);
+  EXPECT_FALSE(IsMoeLayer(*c, 0));
+  EXPECT_TRUE(IsMoeLayer(*c, 1));
+  EXPECT_NEAR(c->rope_scaling.attention_factor, 1.0, 1e-12);
+  const double m = 0.1 * 0.707 * std::log(40.0) + 1.0;
+  EXPECT_NEAR(c->mla.softmax_scale, m * m / std::sqrt(192.0), 1e-12);
+}
+
+TEST(HfConfigTest, DeepseekRoutingMethodsAndLayerPattern) {
+  const std::string base = R"("vocab_size": 10, "hidden_size": 64, "intermediate_size": 64,
+    "num_hidden_layers": 6, "num_attention_heads": 4, "kv_lora_rank": 16, "q_lora_rank": 8,
+    "qk_nope_head_dim": 8, "qk_rope_head_dim": 4, "v_head_dim": 8, "n_routed_experts": 8,
+    "num_experts_per_tok": 2, )";
+  auto v2 = ParseJson(R"({"model_type": "deepseek_v2", )" + base +
+                      R"("topk_method": "group_limited_greedy", "n_group": 4, "topk_group": 2,
+                         "first_k_dense_replace": 1, "moe_layer_freq": 2})");
+  ASSERT_TRUE(v2.ok()) << v2.status();
+  EXPECT_EQ(v2->moe.routing.num_groups, 4);
+  EXPECT_EQ(v2->moe.routing.topk_groups, 2);
+  EXPECT_EQ(v2->moe.routing.group_score, MoeGroupScore::kMax);
+  std::vector<int64_t> sparse;  // >= 1 and even (DeepSeek's reference moe_layer_freq)
+  for (int64_t i = 0; i < 6; ++i) {
+    if (IsMoeLayer(*v2, i)) sparse.push_back(i);
+  }
+  EXPECT_EQ(sparse, (std::vector<int64_t>{2, 4}));
+  // V3 defaults: sigmoid, noaux_tc (top-2-sum groups), renormalised, scaled by 2.5.
+  auto v3 = ParseJson(R"({"model_type": "deepseek_v3", )" + base +
+                      R"("n_group": 2, "topk_group": 1, "rope_interleave": false})");
+  ASSERT_TRUE(v3.ok()) << v3.status();
+  EXPECT_EQ(v3->moe.routing.scoring, MoeScoring::kSigmoid);
+  EXPECT_EQ(v3->moe.routing.group_score, MoeGroupScore::kTop2Sum);
+  EXPECT_TRUE(v3->moe.routing.renormalize);
+  EXPECT_FLOAT_EQ(v3->moe.routing.scaling, 2.5f);
+  EXPECT_EQ(v3->rope_layout, RopeLayout::kNeox);
+  EXPECT_EQ(v3->moe.first_k_dense_replace, 3);
+}
+
+TEST(HfConfigTest, DeepseekErrorsNameTheKey) {
+  const std::string base = R"({"model_type": "deepseek_v3", "vocab_size": 10,
+    "hidden_size": 64, "intermediate_size": 64, "num_hidden_layers": 2,
+    "num_attention_heads": 4, "n_routed_experts": 8, "num_experts_per_tok": 2, )";
+  EXPECT_ERROR_HAS(ParseJson(base + R"("n_group": 3})").status(), "n_group", "divide");
+  EXPECT_ERROR_HAS(
+      ParseJson(base + R"("n_group": 4, "topk_group": 1, "num_experts_per_tok": 3})").status(),
+      "num_experts_per_tok", "3");
+  EXPECT_ERROR_HAS(ParseJson(base + R"("n_group": 1, "topk_method": "random"})").status(),
+                   "topk_method", "random");
+  EXPECT_ERROR_HAS(ParseJson(base + R"("n_group": 1, "scoring_func": "relu"})").status(),
+                   "scoring_func", "relu");
+  EXPECT_ERROR_HAS(ParseJson(base + R"("n_group": 1, "kv_lora_rank": 0})").status(),
+                   "kv_lora_rank");
+  EXPECT_ERROR_HAS(ParseJson(base + R"("n_group": 1, "attention_bias": true})").status(),
+                   "attention_bias", "not supported");
+  auto v2 = ParseJson(R"({"model_type": "deepseek_v2", "vocab_size": 10, "hidden_size": 64,
+    "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4})");
+  EXPECT_ERROR_HAS(v2.status(), "num_experts_per_tok", "missing");
+}
+
 TEST(HfConfigTest, PartialRotaryFactor) {
   auto c = ParseJson(R"({"model_type": "llama", "vocab_size": 10, "hidden_size": 64,
     "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,

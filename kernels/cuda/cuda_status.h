@@ -13,7 +13,7 @@ namespace kvasir::cuda {
 
 // OK for cudaSuccess; otherwise an error whose message is "<what>: <cudaGetErrorName>: <string>".
 absl::Status CudaStatus(cudaError_t err, const char* what);
-// OK for CUBLAS_STATUS_SUCCESS; otherwise "<what>: <cublasGetStatusName>: <string>".
+// OK for CUBLAS_STATUS_SUCCESS; otherwise "<what>: CUBLAS_STATUS_<NAME> (<code>)".
 absl::Status CublasStatus(cublasStatus_t err, const char* what);
 
 }  // namespace kvasir::cuda

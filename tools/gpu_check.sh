@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# One call on a GPU machine verifies the CUDA kernels: configure (no gRPC, no engine libraries),
+# build, run the GPU tests, the GPU benchmarks and the torch.matmul comparison. Everything lands
+# under $OUT (the device tool's output folder; build-gpu/out otherwise):
+#   summary.txt      device, versions, build time, test counts, the benchmark tables
+#   log.txt          the whole log (configure, build, tests, benchmarks)
+#   ctest.txt        ctest -L gpu --output-on-failure
+#   gpu_bench.txt / gpu_bench.csv        kernels and measured ceilings
+#   torch_matmul.txt / torch_matmul.csv  torch.matmul at the same shapes, same device, same call
+# Needs .gpudeps/ (tools/gpu_deps.sh, run beforehand on the developer machine) unless Abseil and
+# GoogleTest are installed. Exit status: non-zero if the build failed or any GPU test failed or
+# was skipped.
+#
+#   bash tools/gpu_deps.sh      # here, once
+#   run(command="bash tools/gpu_check.sh", carry=[".gpudeps"], timeout_s=600)
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+out=${OUT:-$root/build-gpu/out}
+build=$root/build-gpu
+quick=${KVASIR_GPU_QUICK:-}
+mkdir -p "$out"
+exec > >(tee -a "$out/log.txt") 2>&1
+summary() { echo "$*" | tee -a "$out/summary.txt" >/dev/null; echo "$*"; }
+
+summary "kvasir gpu_check $(date -u +%Y-%m-%dT%H:%M:%SZ) commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')"
+summary "$(nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader 2>&1 | head -1)"
+summary "$(nvcc --version | tail -1); $(cmake --version | head -1); $(python3 -c 'import torch; print("torch", torch.__version__)' 2>&1)"
+
+deps_args=()
+if [ -d "$root/.gpudeps" ] && ls "$root"/.gpudeps/*.deb >/dev/null 2>&1; then
+  deps=/tmp/kvasir-gpudeps
+  rm -rf "$deps" && mkdir -p "$deps"
+  for f in "$root"/.gpudeps/*.deb; do
+    if command -v dpkg-deb >/dev/null; then
+      dpkg-deb -x "$f" "$deps"
+    else  # ar archive with a data.tar.*
+      (cd "$deps" && ar p "$f" "$(ar t "$f" | grep '^data.tar')" | tar -xJf - 2>/dev/null ||
+        ar p "$f" "$(ar t "$f" | grep '^data.tar')" | tar -xf -)
+    fi
+  done
+  multiarch=$(ls "$deps/usr/lib" | grep -m1 linux-gnu)
+  deps_args=(-DCMAKE_PREFIX_PATH="$deps/usr" -Dabsl_DIR="$deps/usr/lib/$multiarch/cmake/absl"
+             -DGTest_DIR="$deps/usr/lib/$multiarch/cmake/GTest")
+  summary "dependencies: Abseil and GoogleTest from .gpudeps ($(ls "$root"/.gpudeps/*.deb | xargs -n1 basename | tr '\n' ' '))"
+fi
+
+start=$(date +%s)
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKVASIR_SERVER=OFF \
+  -DKVASIR_ENGINE=OFF -DKVASIR_CUDA=ON -DKVASIR_TESTS=ON -DKVASIR_BENCH=ON "${deps_args[@]}" ||
+  { summary "FAILED: configure"; exit 1; }
+cmake --build "$build" -j "$(nproc)" || { summary "FAILED: build"; exit 1; }
+summary "build: $(( $(date +%s) - start )) s on $(nproc) cores"
+
+cd "$build"
+ctest -L gpu --output-on-failure --timeout 300 2>&1 | tee "$out/ctest.txt"
+test_rc=${PIPESTATUS[0]}
+# On a GPU machine a skipped GPU test means the device was not usable: that is a failure too.
+skipped=$(grep -c '\*\*\*Skipped' "$out/ctest.txt")
+[ "$skipped" -gt 0 ] && test_rc=1
+summary "gpu tests: $(grep -E 'tests passed|tests failed' "$out/ctest.txt" | tail -1), $skipped skipped (rc $test_rc)"
+grep -E '\*\*\*Failed|\*\*\*Skipped|Not Run' "$out/ctest.txt" | sed 's/^/  /' | tee -a "$out/summary.txt"
+
+bench_args=(--csv "$out/gpu_bench.csv")
+[ -n "$quick" ] && bench_args+=(--quick)
+"$build/bench/gpu/gpu_bench" "${bench_args[@]}" 2>&1 | tee "$out/gpu_bench.txt"
+summary "gpu_bench rc ${PIPESTATUS[0]}"
+torch_args=(--csv "$out/torch_matmul.csv")
+[ -n "$quick" ] && torch_args+=(--quick)
+PYTHONUNBUFFERED=1 python3 "$root/bench/gpu/torch_matmul.py" "${torch_args[@]}" 2>&1 |
+  tee "$out/torch_matmul.txt"
+summary "torch_matmul rc ${PIPESTATUS[0]}"
+
+{
+  echo
+  echo "---- gpu_bench ----"
+  cat "$out/gpu_bench.txt"
+  echo "---- torch.matmul ----"
+  cat "$out/torch_matmul.txt"
+} >>"$out/summary.txt"
+echo
+echo "==== summary ($out/summary.txt) ===="
+cat "$out/summary.txt"
+exit "$test_rc"

@@ -112,13 +112,7 @@ class DeepseekModel : public Model {
       ops.RmsNorm(x, l.post_attention_norm, eps, h);
       ops.Add(x, Mlp(ops, l, s, h));
     }
-    const int64_t m = static_cast<int64_t>(batch.logits_indices.size());
-    Tensor last = ops.Alloc(m, c_.hidden_size);
-    ops.GatherLogitsRows(x, last);
-    ops.RmsNorm(last, final_norm_, eps, last);
-    Tensor logits = ops.Alloc(m, c_.vocab_size);
-    ops.MatMul(last, lm_head_, nullptr, logits);
-    return logits;
+    return ComputeLogits(ops, batch, x, final_norm_, lm_head_, eps, c_.hidden_size, c_.vocab_size);
   }
 
  private:

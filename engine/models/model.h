@@ -29,6 +29,19 @@ class Model {
   virtual Tensor Forward(const StepBatch& batch, Ops& ops) = 0;
 };
 
+// The logits of batch.logits_indices from the last hidden states x [tokens, hidden]: only the
+// rows that are read go through the final norm and the (large) LM head.
+inline Tensor ComputeLogits(Ops& ops, const StepBatch& batch, Tensor x, const Weight& final_norm,
+                            const Weight& lm_head, float eps, int64_t hidden, int64_t vocab) {
+  const int64_t m = static_cast<int64_t>(batch.logits_indices.size());
+  Tensor last = ops.Alloc(m, hidden);
+  ops.GatherLogitsRows(x, last);
+  ops.RmsNorm(last, final_norm, eps, last);
+  Tensor logits = ops.Alloc(m, vocab);
+  ops.MatMul(last, lm_head, nullptr, logits);
+  return logits;
+}
+
 using ModelFactory = std::function<std::unique_ptr<Model>(const ModelConfig&)>;
 
 class ModelRegistry {

@@ -425,7 +425,10 @@ def test_full_queue_is_429_with_retry_after(kvasir_bin, model_path, tmp_path):
         with httpx.Client(timeout=120) as a, httpx.Client(timeout=120) as b:
             with a.stream("POST", f"{url}/v1/completions", json=body) as running:
                 assert running.status_code == 200
-                next(line for line in running.iter_lines() if line.startswith("data: "))
+                # Keep the line iterator referenced: a discarded one is closed, and closing it
+                # closes the response, i.e. disconnects (and so aborts) the running request.
+                running_lines = running.iter_lines()
+                next(line for line in running_lines if line.startswith("data: "))
                 with b.stream("POST", f"{url}/v1/completions", json=body) as waiting:
                     assert waiting.status_code == 200  # accepted: it waits for the running one
                     r = httpx.post(f"{url}/v1/completions", json={**body, "stream": False})

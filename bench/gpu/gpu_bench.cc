@@ -4,8 +4,10 @@
 //   decode    paged decode attention GB/s (K/V bytes read) vs the copy bandwidth, batch 1..256,
 //             context 512..8192, Llama-3-8B heads (32 q, 8 kv, head_dim 128, 16-token pages)
 //   prefill   paged prefill attention TFLOP/s for one 2048-token prompt
-// Each figure is the median of many timed repetitions (CUDA events around each) after warm-up;
-// inputs are random (never zeros) and rotate over enough copies that L2 cannot hold them.
+// Each figure is the median over samples after warm-up; a sample is one pair of CUDA events around
+// R back-to-back repetitions, divided by R (so launch latency overlaps the kernels before it, as in
+// a real step); inputs are random (never zeros) and rotate over ~512 MiB of copies so that L2
+// cannot hold them.
 // Usage: gpu_bench [--csv PATH] [--quick]
 #include <cuda_runtime_api.h>
 
@@ -60,29 +62,35 @@ void FillRandomBf16(void* dst, size_t n, uint32_t seed) {
   }
 }
 
-// Median milliseconds of fn(rep) over reps, each timed by its own pair of events.
-double MedianMs(const std::function<void(int)>& fn, int warmup, int reps) {
+// Median milliseconds of one fn(rep) call: `samples` event pairs, each around per_pair consecutive
+// calls (rep keeps counting, so rotating inputs keep rotating), divided by per_pair.
+double MedianMs(const std::function<void(int)>& fn, int warmup, int samples, int per_pair) {
   for (int i = 0; i < warmup; ++i) fn(i);
   CHECK_CUDA(cudaDeviceSynchronize());
-  std::vector<cudaEvent_t> ev(2 * reps);
+  std::vector<cudaEvent_t> ev(2 * samples);
   for (cudaEvent_t& e : ev) CHECK_CUDA(cudaEventCreate(&e));
-  for (int i = 0; i < reps; ++i) {
+  int rep = warmup;
+  for (int i = 0; i < samples; ++i) {
     CHECK_CUDA(cudaEventRecord(ev[2 * i]));
-    fn(warmup + i);
+    for (int r = 0; r < per_pair; ++r) fn(rep++);
     CHECK_CUDA(cudaEventRecord(ev[2 * i + 1]));
   }
   CHECK_CUDA(cudaDeviceSynchronize());
   CHECK_CUDA(cudaGetLastError());
-  std::vector<double> ms(reps);
-  for (int i = 0; i < reps; ++i) {
+  std::vector<double> ms(samples);
+  for (int i = 0; i < samples; ++i) {
     float t = 0;
     CHECK_CUDA(cudaEventElapsedTime(&t, ev[2 * i], ev[2 * i + 1]));
-    ms[i] = t;
+    ms[i] = double{t} / per_pair;
   }
   for (cudaEvent_t& e : ev) cudaEventDestroy(e);
   std::sort(ms.begin(), ms.end());
-  return ms[reps / 2];
+  return ms[samples / 2];
 }
+
+// Calls per event pair for the kernel benchmarks (the 1 GiB copy and 8192^3 GEMM ceilings, long
+// enough on their own, use 1).
+constexpr int kPerPair = 10;
 
 struct Csv {
   FILE* f = nullptr;
@@ -104,7 +112,7 @@ Ceilings MeasureCeilings(CublasLtGemm& gemm, Csv& csv, bool quick) {
       [&](int) {
         CHECK_CUDA(cudaMemcpyAsync(dst.data(), src.data(), bytes, cudaMemcpyDeviceToDevice));
       },
-      3, quick ? 5 : 20);
+      3, quick ? 5 : 20, 1);
   c.copy_gbs = 2.0 * bytes / (copy_ms * 1e-3) / 1e9;
   const int64_t n = 8192;
   DeviceBuffer a = Alloc(n * n * 2), b = Alloc(n * n * 2), y = Alloc(n * n * 2);
@@ -115,7 +123,8 @@ Ceilings MeasureCeilings(CublasLtGemm& gemm, Csv& csv, bool quick) {
   g.w = b.as<bf16>();
   g.y = y.data();
   g.m = g.n = g.k = n;
-  const double gemm_ms = MedianMs([&](int) { CHECK_OK(gemm.Run(g, nullptr)); }, 3, quick ? 5 : 20);
+  const double gemm_ms =
+      MedianMs([&](int) { CHECK_OK(gemm.Run(g, nullptr)); }, 3, quick ? 5 : 20, 1);
   c.gemm_tflops = 2.0 * n * n * n / (gemm_ms * 1e-3) / 1e12;
   std::printf(
       "ceilings: device-to-device copy %.0f GB/s (1 GiB, read + write); cuBLASLt bf16 GEMM "
@@ -151,7 +160,7 @@ void BenchGemm(CublasLtGemm& gemm, const Ceilings& c, Csv& csv, bool quick) {
         g.k = k;
         CHECK_OK(gemm.Run(g, nullptr));
       };
-      const double t = MedianMs(run, 5, quick ? 10 : 50);
+      const double t = MedianMs(run, 5, quick ? 5 : 20, kPerPair);
       const double tflops = 2.0 * m * n * k / (t * 1e-3) / 1e12;
       const double gbs = (w_bytes + (m * k + m * n) * 2.0) / (t * 1e-3) / 1e9;
       std::printf("%-6lld %5lldx%-6lld %10.1f %9.1f %7.1f%% %9.0f %7.1f%%\n",
@@ -176,7 +185,9 @@ KvPool MakePool(int batch, int ctx, int kv_heads, int head_dim, int block) {
   const int64_t pages = int64_t{batch} * pages_per_seq;
   p.layer_elems = pages * block * kv_heads * head_dim;
   const size_t layer_bytes = p.layer_elems * 2;
-  p.layers = static_cast<int>(std::clamp<size_t>(kRotateBytes / layer_bytes, 1, 16));
+  // K and V of all layers together ~kRotateBytes (at least one layer), so that even the smallest
+  // configuration cycles through far more than L2.
+  p.layers = static_cast<int>(std::max<size_t>(1, kRotateBytes / (2 * layer_bytes)));
   p.k = Alloc(layer_bytes * p.layers);
   p.v = Alloc(layer_bytes * p.layers);
   FillRandomBf16(p.k.data(), p.layer_elems * p.layers, 20);
@@ -234,7 +245,7 @@ void BenchDecodeAttention(const Ceilings& c, Csv& csv, bool quick) {
         a.workspace = ws.data();
         CHECK_OK(DecodeAttention(a, nullptr));
       };
-      const double t = MedianMs(run, 5, quick ? 10 : 50);
+      const double t = MedianMs(run, 5, quick ? 5 : 20, kPerPair);
       const double bytes = 2.0 * batch * ctx * kv_heads * d * 2 + 2.0 * batch * heads * d * 2;
       const double gbs = bytes / (t * 1e-3) / 1e9;
       std::printf("%-6d %-6d %10.1f %5d x %-4d %9.0f %7.1f%%\n", batch, ctx, t * 1e3,
@@ -265,7 +276,7 @@ void BenchPrefillAttention(const Ceilings& c, Csv& csv, bool quick) {
     a.kv = View(pool, rep % pool.layers, kv_heads, d, block);
     CHECK_OK(PrefillAttention(a, nullptr));
   };
-  const double t = MedianMs(run, 3, quick ? 5 : 20);
+  const double t = MedianMs(run, 3, quick ? 3 : 10, kPerPair);
   // Causal: query i attends i + 1 positions; 4 flops per (query, position, dim) for QK and PV.
   const double flops = 4.0 * heads * d * (double{len} * (len + 1) / 2);
   const double tflops = flops / (t * 1e-3) / 1e12;

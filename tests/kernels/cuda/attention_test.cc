@@ -1,6 +1,7 @@
 // Paged decode and prefill attention against a float64 reference and the CPU PagedAttention on the
-// same bf16 values: GQA ratios 1/4/8, head_dim 64/128, 16-token pages scattered over the pool,
-// contexts spanning many pages, prefix + chunk prefill, several decode partitionings.
+// same bf16 values: GQA ratios 1/4/8, head_dim 64/128, 16-token pages (and 1- and 7-token ones)
+// scattered over the pool, contexts spanning many pages, prefix + chunk prefill, several decode
+// partitionings, zero-length decode sequences (zeros).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -20,29 +21,29 @@
 namespace kvasir::cuda::testing {
 namespace {
 
-constexpr int kBlockSize = 16;
-
 // A page pool holding every sequence's context at shuffled pages, all of it random.
 struct Paged {
-  int kv_heads = 0, head_dim = 0, num_blocks = 0;
+  int kv_heads = 0, head_dim = 0, num_blocks = 0, block_size = 16;
   std::vector<int32_t> seq_lens, indptr, indices;
-  std::vector<uint16_t> k, v;  // [num_blocks, kBlockSize, kv_heads, head_dim]
+  std::vector<uint16_t> k, v;  // [num_blocks, block_size, kv_heads, head_dim]
 
   int64_t RowOffset(int seq, int pos, int kvh) const {
     const int64_t slot =
-        int64_t{indices[indptr[seq] + pos / kBlockSize]} * kBlockSize + pos % kBlockSize;
+        int64_t{indices[indptr[seq] + pos / block_size]} * block_size + pos % block_size;
     return (slot * kv_heads + kvh) * head_dim;
   }
 };
 
-Paged MakePaged(const std::vector<int>& lens, int kv_heads, int head_dim, uint32_t seed) {
+Paged MakePaged(const std::vector<int>& lens, int kv_heads, int head_dim, int block_size,
+                uint32_t seed) {
   Paged p;
+  p.block_size = block_size;
   p.kv_heads = kv_heads;
   p.head_dim = head_dim;
   p.indptr.push_back(0);
   for (int len : lens) {
     p.seq_lens.push_back(len);
-    p.indptr.push_back(p.indptr.back() + (len + kBlockSize - 1) / kBlockSize);
+    p.indptr.push_back(p.indptr.back() + (len + block_size - 1) / block_size);
   }
   p.num_blocks = p.indptr.back() + 5;  // spare pages nobody owns
   std::vector<int32_t> ids(p.num_blocks);
@@ -50,7 +51,7 @@ Paged MakePaged(const std::vector<int>& lens, int kv_heads, int head_dim, uint32
   std::mt19937 rng(seed);
   std::shuffle(ids.begin(), ids.end(), rng);
   p.indices.assign(ids.begin(), ids.begin() + p.indptr.back());
-  const size_t n = size_t{static_cast<size_t>(p.num_blocks)} * kBlockSize * kv_heads * head_dim;
+  const size_t n = size_t{static_cast<size_t>(p.num_blocks)} * block_size * kv_heads * head_dim;
   p.k = RandomBf16(n, seed + 1);
   p.v = RandomBf16(n, seed + 2);
   return p;
@@ -91,7 +92,7 @@ std::vector<float> CpuAttention(const Paged& p, const std::vector<uint16_t>& q,
   a.num_heads = heads;
   a.num_kv_heads = p.kv_heads;
   a.head_dim = p.head_dim;
-  a.block_size = kBlockSize;
+  a.block_size = p.block_size;
   a.scale = scale;
   a.query_start = query_start.data();
   a.seq_lens = p.seq_lens.data();
@@ -110,7 +111,7 @@ struct DevicePaged {
     PagedKv kv;
     kv.k_cache = k.bf();
     kv.v_cache = v.bf();
-    kv.block_size = kBlockSize;
+    kv.block_size = p.block_size;
     kv.num_kv_heads = p.kv_heads;
     kv.head_dim = p.head_dim;
     kv.kv_indptr = indptr.get();
@@ -126,15 +127,18 @@ struct AttnCase {
   int heads, kv_heads, head_dim;
   std::vector<int> lens;    // decode: context lengths; prefill: prefix lengths
   std::vector<int> chunks;  // prefill only: new tokens per sequence
+  int block_size = 16;      // tokens per page
 };
 
 std::string CaseName(const ::testing::TestParamInfo<AttnCase>& i) {
   const AttnCase& c = i.param;
-  return absl::StrCat("h", c.heads, "_kv", c.kv_heads, "_d", c.head_dim, "_", i.index);
+  return absl::StrCat("h", c.heads, "_kv", c.kv_heads, "_d", c.head_dim, "_page", c.block_size, "_",
+                      i.index);
 }
 void PrintTo(const AttnCase& c, std::ostream* os) {
   *os << absl::StrCat("heads ", c.heads, " kv ", c.kv_heads, " d ", c.head_dim, " lens ",
-                      absl::StrJoin(c.lens, ","), " chunks ", absl::StrJoin(c.chunks, ","));
+                      absl::StrJoin(c.lens, ","), " chunks ", absl::StrJoin(c.chunks, ","),
+                      " page ", c.block_size);
 }
 
 int NumSms() {
@@ -150,7 +154,7 @@ TEST_P(DecodeAttentionTest, MatchesFloat64AndCpuForEveryPartitioning) {
   const AttnCase& c = GetParam();
   const int n = static_cast<int>(c.lens.size()), d = c.head_dim;
   const uint32_t seed = c.heads * 31 + c.kv_heads * 7 + d + c.lens.back();
-  const Paged p = MakePaged(c.lens, c.kv_heads, d, seed);
+  const Paged p = MakePaged(c.lens, c.kv_heads, d, c.block_size, seed);
   const std::vector<uint16_t> q = RandomBf16(int64_t{n} * c.heads * d, seed + 3, -3.0f, 3.0f);
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   const int group = c.heads / c.kv_heads;
@@ -158,12 +162,15 @@ TEST_P(DecodeAttentionTest, MatchesFloat64AndCpuForEveryPartitioning) {
   for (int s = 0; s < n; ++s) {
     for (int h = 0; h < c.heads; ++h) {
       const int64_t off = (int64_t{s} * c.heads + h) * d;
-      RefAttend(p, s, c.lens[s] - 1, h / group, &q[off], scale, &ref[off]);
+      RefAttend(p, s, c.lens[s] - 1, h / group, &q[off], scale, &ref[off]);  // len 0: zeros
     }
   }
   std::vector<int32_t> query_start(n + 1);
   std::iota(query_start.begin(), query_start.end(), 0);
-  const std::vector<float> cpu_out = CpuAttention(p, q, query_start, c.heads, scale);
+  // The CPU kernel is compared only where every sequence has a context.
+  const bool cpu_comparable = std::find(c.lens.begin(), c.lens.end(), 0) == c.lens.end();
+  const std::vector<float> cpu_out =
+      cpu_comparable ? CpuAttention(p, q, query_start, c.heads, scale) : std::vector<float>{};
 
   DevicePaged dp(p);
   DeviceArray<uint16_t> dq(q), out(q.size());
@@ -192,18 +199,30 @@ TEST_P(DecodeAttentionTest, MatchesFloat64AndCpuForEveryPartitioning) {
       SCOPED_TRACE(::testing::Message() << "partition " << plan.partition_tokens << " x "
                                         << plan.num_partitions << ", bound " << bound);
       EXPECT_LT(RelError(got, ref), kBf16Tol) << "vs float64";
-      EXPECT_LT(RelError(got, ToDouble(cpu_out)), kBf16Tol) << "vs CPU";
+      if (cpu_comparable) {
+        EXPECT_LT(RelError(got, ToDouble(cpu_out)), kBf16Tol) << "vs CPU";
+      }
+      for (int s = 0; s < n; ++s) {
+        if (c.lens[s] != 0) continue;
+        for (int64_t e = int64_t{s} * c.heads * d; e < int64_t{s + 1} * c.heads * d; ++e) {
+          ASSERT_EQ(cpu::Bf16ToFp32(got[e]), 0.0f) << "zero-length sequence " << s;
+        }
+      }
     }
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(
     Shapes, DecodeAttentionTest,
-    ::testing::Values(AttnCase{8, 8, 128, {1, 17, 300}, {}},                  // GQA 1
-                      AttnCase{32, 8, 128, {5, 1000, 4099, 33}, {}},          // GQA 4, llama-3-8B
-                      AttnCase{32, 4, 64, {8191, 16, 700}, {}},               // GQA 8, head_dim 64
-                      AttnCase{40, 4, 128, {257, 2048}, {}},                  // GQA 10: two chunks
-                      AttnCase{14, 2, 64, {1, 2, 3, 4, 5, 6, 7, 8, 9}, {}}),  // GQA 7
+    ::testing::Values(AttnCase{8, 8, 128, {1, 17, 300}, {}},                 // GQA 1
+                      AttnCase{32, 8, 128, {5, 1000, 4099, 33}, {}},         // GQA 4, llama-3-8B
+                      AttnCase{32, 4, 64, {8191, 16, 700}, {}},              // GQA 8, head_dim 64
+                      AttnCase{40, 4, 128, {257, 2048}, {}},                 // GQA 10: two chunks
+                      AttnCase{14, 2, 64, {1, 2, 3, 4, 5, 6, 7, 8, 9}, {}},  // GQA 7
+                      AttnCase{32, 8, 128, {1, 2, 300, 1025}, {}, 1},        // 1-token pages
+                      AttnCase{32, 4, 64, {6, 7, 8, 500}, {}, 7},            // 7-token pages
+                      AttnCase{8, 2, 128, {0, 40, 0}, {}},                   // zero lengths
+                      AttnCase{16, 4, 64, {0, 1, 0}, {}, 7}),                // 1 of 3 non-empty
     CaseName);
 
 class PrefillAttentionTest : public GpuTest, public ::testing::WithParamInterface<AttnCase> {};
@@ -221,7 +240,7 @@ TEST_P(PrefillAttentionTest, CausalOverPrefixAndChunkMatchesFloat64AndCpu) {
   }
   const int tokens = query_start[n];
   const uint32_t seed = c.heads * 37 + c.kv_heads * 5 + d + tokens;
-  const Paged p = MakePaged(lens, c.kv_heads, d, seed);
+  const Paged p = MakePaged(lens, c.kv_heads, d, c.block_size, seed);
   const std::vector<uint16_t> q = RandomBf16(int64_t{tokens} * c.heads * d, seed + 3, -3.0f, 3.0f);
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   const int group = c.heads / c.kv_heads;
@@ -262,7 +281,9 @@ INSTANTIATE_TEST_SUITE_P(Shapes, PrefillAttentionTest,
                          ::testing::Values(AttnCase{8, 8, 128, {0, 0, 100}, {1, 37, 64}},
                                            AttnCase{32, 8, 128, {513, 16, 0}, {200, 33, 130}},
                                            AttnCase{32, 4, 64, {0, 1000}, {257, 1}},
-                                           AttnCase{16, 2, 64, {31, 7, 0, 2000}, {1, 95, 16, 45}}),
+                                           AttnCase{16, 2, 64, {31, 7, 0, 2000}, {1, 95, 16, 45}},
+                                           AttnCase{32, 8, 128, {0, 20}, {33, 5}, 1},
+                                           AttnCase{16, 4, 64, {13, 0, 700}, {9, 50, 3}, 7}),
                          CaseName);
 
 class AttentionArgsTest : public GpuTest {};

@@ -1,4 +1,5 @@
-// Embedding, RmsNorm / AddRmsNorm and SiluMul against float64 references and the CPU kernels.
+// Embedding, RmsNorm (also in place) / AddRmsNorm and SiluMul against float64 references and the
+// CPU kernels.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -66,6 +67,10 @@ TEST_P(ElementwiseTest, RmsNormMatchesFloat64AndCpu) {
   const std::vector<uint16_t> got = out.Download();
   EXPECT_LT(RelError(got, ref), kBf16Tol);
   EXPECT_LT(RelError(got, ToDouble(cpu_out)), kBf16Tol);
+  // In place (out == x): the same bits as out of place.
+  KV_ASSERT_OK(RmsNorm(dx.bf(), dw.bf(), rows, dim, eps, dx.bf(), nullptr));
+  KV_ASSERT_CUDA(cudaDeviceSynchronize());
+  EXPECT_EQ(dx.Download(), got) << "in place";
 }
 
 TEST_P(ElementwiseTest, AddRmsNormUpdatesResidualThenNormalises) {

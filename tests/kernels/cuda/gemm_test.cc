@@ -112,6 +112,93 @@ INSTANTIATE_TEST_SUITE_P(Shapes, GemmTest,
                                   (c.out == DType::kF32 ? "_f32" : "_bf16");
                          });
 
+// One CublasLtGemm across plan-cache keys: the same (m, n, k) with and without bias, bf16 and f32
+// output, and x or y offset by 1-2 elements (lower operand alignment), each against float64; then
+// every variant again, from the cache, with no new plan.
+class GemmPlanCacheTest : public GpuTest {};
+
+TEST_F(GemmPlanCacheTest, OneObjectAcrossKeys) {
+  const int64_t m = 19, n = 264, k = 328, pad = 2;
+  const std::vector<uint16_t> x = RandomBf16(m * k + pad, 77);
+  const std::vector<uint16_t> w = RandomBf16(n * k, 78, -0.5f, 0.5f);
+  const std::vector<float> bias_f = RandomFloats(n, 79);
+  std::vector<uint16_t> bias_bf(n);
+  for (int64_t j = 0; j < n; ++j) bias_bf[j] = cpu::Fp32ToBf16(bias_f[j]);
+
+  struct Variant {
+    bool bias;
+    DType out;
+    int64_t x_off, y_off;  // elements
+  };
+  const std::vector<Variant> variants = {
+      {false, DType::kBF16, 0, 0}, {true, DType::kBF16, 0, 0},  {false, DType::kF32, 0, 0},
+      {true, DType::kF32, 0, 0},   {false, DType::kBF16, 1, 0}, {true, DType::kBF16, 0, 1},
+      {true, DType::kF32, 2, 0},   {false, DType::kF32, 0, 1},  {true, DType::kF32, 1, 2},
+  };
+
+  auto gemm = CublasLtGemm::Create();
+  KV_ASSERT_OK(gemm.status());
+  DeviceArray<uint16_t> dx(x), dw(w), dbias_bf(bias_bf);
+  DeviceArray<float> dbias_f(bias_f);
+  DeviceArray<float> y32(m * n + pad);
+  DeviceArray<uint16_t> y16(m * n + pad);
+  size_t plans_after_first_pass = 0;
+  for (int pass = 0; pass < 2; ++pass) {
+    for (const Variant& v : variants) {
+      const std::string what =
+          absl::StrCat("pass ", pass, v.bias ? " bias" : "",
+                       v.out == DType::kF32 ? " f32" : " bf16", " x+", v.x_off, " y+", v.y_off);
+      std::vector<double> ref(m * n);
+      for (int64_t i = 0; i < m; ++i) {
+        for (int64_t j = 0; j < n; ++j) {
+          double s = !v.bias ? 0.0 : v.out == DType::kF32 ? bias_f[j] : Bf(bias_bf[j]);
+          for (int64_t kk = 0; kk < k; ++kk) {
+            s += Bf(x[v.x_off + i * k + kk]) * Bf(w[j * k + kk]);
+          }
+          ref[i * n + j] = s;
+        }
+      }
+      KV_ASSERT_OK(y32.Poison());
+      KV_ASSERT_OK(y16.Poison());
+      GemmArgs a;
+      a.x = dx.bf() + v.x_off;
+      a.w = dw.bf();
+      a.m = m;
+      a.n = n;
+      a.k = k;
+      a.y_dtype = v.out;
+      a.y = v.out == DType::kF32 ? static_cast<void*>(y32.get() + v.y_off)
+                                 : static_cast<void*>(y16.get() + v.y_off);
+      if (v.bias) {
+        a.bias = v.out == DType::kF32 ? static_cast<const void*>(dbias_f.get())
+                                      : static_cast<const void*>(dbias_bf.get());
+      }
+      SCOPED_TRACE(what);
+      KV_ASSERT_OK((*gemm)->Run(a, nullptr));
+      KV_ASSERT_CUDA(cudaDeviceSynchronize());
+      std::vector<float> out;
+      double tol;
+      if (v.out == DType::kF32) {
+        const std::vector<float> all = y32.Download();
+        out.assign(all.begin() + v.y_off, all.begin() + v.y_off + m * n);
+        tol = kF32OutTol;
+      } else {
+        const std::vector<float> all = Bf16ToFloat(y16.Download());
+        out.assign(all.begin() + v.y_off, all.begin() + v.y_off + m * n);
+        tol = kBf16Tol;
+      }
+      EXPECT_LT(RelError(out, ref), tol);
+    }
+    if (pass == 0) {
+      plans_after_first_pass = (*gemm)->num_cached_plans();
+      // At least: {no bias, bias} x {bf16, f32} aligned, plus misaligned keys.
+      EXPECT_GT(plans_after_first_pass, 4u);
+    } else {
+      EXPECT_EQ((*gemm)->num_cached_plans(), plans_after_first_pass) << "second pass: cached";
+    }
+  }
+}
+
 class GemmErrorsTest : public GpuTest {};
 
 TEST_F(GemmErrorsTest, RejectsBadShapesAndTypes) {

@@ -86,9 +86,11 @@ double RelError(const std::vector<float>& out, const std::vector<double>& ref);
 double RelError(const std::vector<uint16_t>& out_bf16, const std::vector<double>& ref);
 std::vector<double> ToDouble(const std::vector<float>& v);
 
-// Tolerances (device/METHOD.md): bf16 operands or outputs land between 1e-3 and 1e-2.
+// Tolerances (device/METHOD.md): bf16 outputs land between 1e-3 and 1e-2. An f32 output whose
+// float64 reference uses the same (bf16-rounded) inputs differs only by fp32 accumulation and
+// rounding (~1e-7 relative for a bf16-input, fp32-accumulate GEMM or a logsumexp).
 inline constexpr double kBf16Tol = 1e-2;
-inline constexpr double kF32OutTol = 1e-3;
+inline constexpr double kF32OutTol = 1e-5;
 
 }  // namespace kvasir::cuda::testing
 

@@ -178,29 +178,9 @@ TEST(DeepseekDummyWeightsTest, ScaledDownV3ConfigRunsWithDummyWeights) {
   cfg["moe_intermediate_size"] = 32;
   cfg["torch_dtype"] = "float32";
   cfg.erase("quantization_config");
-  const std::filesystem::path dir =
-      std::filesystem::temp_directory_path() / ("kvasir_mla_dummy_" + std::to_string(getpid()));
-  std::filesystem::create_directories(dir);
-  std::ofstream(dir / "config.json") << cfg.dump(2);
-  EngineOptions o;
-  o.model_path = dir.string();
-  o.dummy_weights = true;
-  o.num_threads = 2;
-  std::vector<std::vector<int32_t>> runs;
-  for (int i = 0; i < 2; ++i) {
-    auto e = Engine::Create(o);
-    ASSERT_TRUE(e.ok()) << e.status();
-    EXPECT_EQ((*e)->model_info().kv_bytes_per_token, (64 + 16) * 2 * 4);
-    auto a = std::make_shared<testing::CollectingSink>();
-    auto b = std::make_shared<testing::CollectingSink>();
-    ASSERT_TRUE((*e)->Submit(testing::GreedyRequest("a", {1, 2, 3, 4, 5}, 8), a).ok());
-    ASSERT_TRUE((*e)->Submit(testing::GreedyRequest("b", {9, 8, 7}, 8), b).ok());
-    runs.push_back(a->Wait().token_ids);
-    EXPECT_EQ(runs.back().size(), 8u);
-    EXPECT_EQ(b->Wait().token_ids.size(), 8u);
-  }
-  EXPECT_EQ(runs[0], runs[1]);
-  std::filesystem::remove_all(dir);
+  testing::ExpectDummyModelRunsDeterministically(cfg, "mla_dummy", [](const Engine& e) {
+    EXPECT_EQ(e.model_info().kv_bytes_per_token, (64 + 16) * 2 * 4);
+  });
 }
 
 }  // namespace

@@ -1,10 +1,13 @@
 #include "tests/engine/engine_fixtures.h"
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <utility>
 
+#include "gtest/gtest.h"
 #include "scheduler/scheduler.h"
 
 namespace kvasir::testing {
@@ -86,6 +89,33 @@ EngineRequest GreedyRequest(const std::string& id, std::vector<int32_t> prompt,
   r.max_tokens = max_tokens;
   r.ignore_eos = true;
   return r;
+}
+
+void ExpectDummyModelRunsDeterministically(const nlohmann::json& config, const std::string& tag,
+                                           const std::function<void(const Engine&)>& check) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("kvasir_" + tag + "_" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "config.json") << config.dump(2);
+  EngineOptions o;
+  o.model_path = dir.string();
+  o.dummy_weights = true;
+  o.num_threads = 2;
+  std::vector<std::vector<int32_t>> runs;
+  for (int i = 0; i < 2; ++i) {
+    auto e = Engine::Create(o);
+    ASSERT_TRUE(e.ok()) << e.status();
+    if (check) check(**e);
+    auto a = std::make_shared<CollectingSink>();
+    auto b = std::make_shared<CollectingSink>();
+    ASSERT_TRUE((*e)->Submit(GreedyRequest("a", {1, 2, 3, 4, 5}, 8), a).ok());
+    ASSERT_TRUE((*e)->Submit(GreedyRequest("b", {9, 8, 7}, 8), b).ok());
+    runs.push_back(a->Wait().token_ids);
+    EXPECT_EQ(runs.back().size(), 8u);
+    EXPECT_EQ(b->Wait().token_ids.size(), 8u);
+  }
+  EXPECT_EQ(runs[0], runs[1]);
+  std::filesystem::remove_all(dir);
 }
 
 void CollectingSink::OnOutput(RequestOutput output) {

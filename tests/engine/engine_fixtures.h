@@ -3,6 +3,7 @@
 #define KVASIR_TESTS_ENGINE_ENGINE_FIXTURES_H_
 
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -22,6 +23,12 @@ std::string DefaultModelPath();
 std::vector<float> AllLogits(ModelRunner& runner, const std::vector<int32_t>& prompt);
 // The same, one token per step (every step a single-query decode over the cache): [len, vocab].
 std::vector<float> TokenByTokenLogits(ModelRunner& runner, const std::vector<int32_t>& prompt);
+
+// Writes `config` (a Hugging Face config.json) to a fresh temporary directory, creates an engine
+// with dummy weights from it twice, runs two greedy 8-token requests at once on each, and expects
+// both engines to produce the same tokens. `check` (optional) inspects each engine first.
+void ExpectDummyModelRunsDeterministically(const nlohmann::json& config, const std::string& tag,
+                                           const std::function<void(const Engine&)>& check = {});
 
 // A greedy request that ignores the model's stop tokens (so its length is max_tokens).
 EngineRequest GreedyRequest(const std::string& id, std::vector<int32_t> prompt, int32_t max_tokens);

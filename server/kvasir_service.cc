@@ -54,6 +54,12 @@ absl::Status KvasirService::Admissible(const Engine* engine) const {
   return absl::OkStatus();
 }
 
+Engine* KvasirService::LoadedEngine(grpc::ServerUnaryReactor* reactor) {
+  Engine* const engine = engine_.load();
+  if (engine == nullptr) reactor->Finish(ToGrpcStatus(Loading()));
+  return engine;
+}
+
 grpc::Status KvasirService::Refuse(const absl::Status& status) {
   if (metrics_ != nullptr) {
     if (engine_.load() == nullptr) {
@@ -81,11 +87,8 @@ grpc::ServerUnaryReactor* KvasirService::Tokenize(grpc::CallbackServerContext* c
                                                   const grpc::ByteBuffer* request,
                                                   grpc::ByteBuffer* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  Engine* const engine = engine_.load();
-  if (engine == nullptr) {
-    reactor->Finish(ToGrpcStatus(Loading()));
-    return reactor;
-  }
+  Engine* const engine = LoadedEngine(reactor);
+  if (engine == nullptr) return reactor;
   v1::TokenizeRequest parsed;
   if (absl::Status status = ParseRequest(*request, &parsed); !status.ok()) {
     reactor->Finish(ToGrpcStatus(status));
@@ -125,11 +128,8 @@ grpc::ServerUnaryReactor* KvasirService::Abort(grpc::CallbackServerContext* cont
                                                const grpc::ByteBuffer* request,
                                                grpc::ByteBuffer* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  Engine* const engine = engine_.load();
-  if (engine == nullptr) {
-    reactor->Finish(ToGrpcStatus(Loading()));
-    return reactor;
-  }
+  Engine* const engine = LoadedEngine(reactor);
+  if (engine == nullptr) return reactor;
   v1::AbortRequest parsed;
   if (absl::Status status = ParseRequest(*request, &parsed); !status.ok()) {
     reactor->Finish(ToGrpcStatus(status));
@@ -146,11 +146,8 @@ grpc::ServerUnaryReactor* KvasirService::Detokenize(grpc::CallbackServerContext*
                                                     const v1::DetokenizeRequest* request,
                                                     v1::DetokenizeResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  Engine* const engine = engine_.load();
-  if (engine == nullptr) {
-    reactor->Finish(ToGrpcStatus(Loading()));
-    return reactor;
-  }
+  Engine* const engine = LoadedEngine(reactor);
+  if (engine == nullptr) return reactor;
   const Tokenizer* tokenizer = engine->tokenizer();
   if (tokenizer == nullptr) {
     reactor->Finish(
@@ -177,11 +174,8 @@ grpc::ServerUnaryReactor* KvasirService::GetLoads(grpc::CallbackServerContext* c
                                                   const v1::GetLoadsRequest* request,
                                                   v1::Loads* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  Engine* const engine = engine_.load();
-  if (engine == nullptr) {
-    reactor->Finish(ToGrpcStatus(Loading()));
-    return reactor;
-  }
+  Engine* const engine = LoadedEngine(reactor);
+  if (engine == nullptr) return reactor;
   ToProto(engine->GetLoads(), response);
   reactor->Finish(grpc::Status::OK);
   return reactor;
@@ -191,11 +185,8 @@ grpc::ServerUnaryReactor* KvasirService::GetModelInfo(grpc::CallbackServerContex
                                                       const v1::GetModelInfoRequest* request,
                                                       v1::ModelInfo* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  Engine* const engine = engine_.load();
-  if (engine == nullptr) {
-    reactor->Finish(ToGrpcStatus(Loading()));
-    return reactor;
-  }
+  Engine* const engine = LoadedEngine(reactor);
+  if (engine == nullptr) return reactor;
   ToProto(engine->model_info(), response);
   if (const Tokenizer* tok = engine->tokenizer()) {
     if (tok->bos_id().has_value()) {

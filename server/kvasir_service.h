@@ -73,6 +73,8 @@ class KvasirService final : public KvasirServiceBase {
  private:
   std::atomic<Engine*> engine_;
   std::atomic<bool> draining_{false};
+  // The loaded engine; null while the model loads, after finishing `reactor` with UNAVAILABLE.
+  Engine* LoadedEngine(grpc::ServerUnaryReactor* reactor);
   // OK when a generation request may go to `engine`: loaded, not draining.
   absl::Status Admissible(const Engine* engine) const;
   // Counts a request refused before the engine saw it, and converts the status.

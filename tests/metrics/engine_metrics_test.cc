@@ -1,18 +1,120 @@
+// EngineMetrics: engine events in, Prometheus metrics out (values asserted exactly, and the
+// exposition accepted by the real promtool).
 #include "server/metrics/engine_metrics.h"
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <sstream>
 #include <string>
+#include <string_view>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "tests/metrics/metrics_fixtures.h"
 
 namespace kvasir {
 namespace {
 
-using ::kvasir::testing::kMs;
-using ::kvasir::testing::RunScriptedHistory;
-using ::kvasir::testing::SampleValue;
+constexpr int64_t kMs = 1'000'000;  // nanoseconds
+
+RequestEvent ScriptEvent(RequestEventKind kind, std::string_view id, int64_t ms, int32_t prompt,
+                         int32_t generated, FinishReason reason = FinishReason::kNone) {
+  RequestEvent e;
+  e.kind = kind;
+  e.request_id = id;
+  e.uid = std::hash<std::string_view>{}(id);  // one choice per id in these tests
+  e.time_ns = ms * kMs;
+  e.num_prompt_tokens = prompt;
+  e.num_generated_tokens = generated;
+  e.finish_reason = reason;
+  return e;
+}
+
+struct StepSpec {
+  int64_t start_ms, end_ms;
+  int32_t num_seqs, prefill, decode, running, waiting, preempted;
+  double kv_usage;
+  int64_t prefix_query, prefix_hit, computed;  // cumulative
+};
+
+StepEvent Step(int64_t index, const StepSpec& s) {
+  StepEvent e;
+  e.step = index;
+  e.start_ns = s.start_ms * kMs;
+  e.end_ns = s.end_ms * kMs;
+  e.num_seqs = s.num_seqs;
+  e.num_prefill_tokens = s.prefill;
+  e.num_decode_tokens = s.decode;
+  e.num_running = s.running;
+  e.num_waiting = s.waiting;
+  e.num_preempted = s.preempted;
+  e.num_blocks = 64;
+  e.block_size = 16;
+  e.kv_usage = s.kv_usage;
+  e.counters.prefix_query_tokens = s.prefix_query;
+  e.counters.prefix_hit_tokens = s.prefix_hit;
+  e.counters.computed_tokens = s.computed;
+  return e;
+}
+
+// Feeds events as engine/engine.cc emits them (a step's kPreempted and kScheduled before its
+// OnStep, token events after it, kFinished after the request's last token event):
+//   "a": arrives at 0, scheduled at 100 ms, first token at 300 ms, a token at 350 ms,
+//        preempted at 400 ms, recomputed, tokens at 600 and 650 ms, finished (length) at 660 ms;
+//        10 prompt tokens, 4 generated.
+//   "b": arrives at 200 ms and is aborted while waiting at 500 ms.
+//   "c": arrives at 200 ms, scheduled at 400 ms, first token at 450 ms, preempted at 500 ms
+//        and aborted at 550 ms before it is recomputed; 5 prompt tokens, 1 generated.
+void RunScriptedHistory(EngineObserver& o) {
+  using K = RequestEventKind;
+  o.OnRequestEvent(ScriptEvent(K::kArrived, "a", 0, 10, 0));
+  o.OnRequestEvent(ScriptEvent(K::kScheduled, "a", 100, 10, 0));
+  o.OnStep(Step(0, {100, 300, 1, 10, 0, 1, 0, 0, 0.25, 10, 4, 6}));
+  o.OnRequestEvent(ScriptEvent(K::kFirstToken, "a", 300, 10, 1));
+
+  o.OnRequestEvent(ScriptEvent(K::kArrived, "b", 200, 3, 0));
+  o.OnRequestEvent(ScriptEvent(K::kArrived, "c", 200, 5, 0));
+  o.OnStep(Step(1, {300, 350, 1, 0, 1, 1, 2, 0, 0.25, 10, 4, 7}));
+  o.OnRequestEvent(ScriptEvent(K::kToken, "a", 350, 10, 2));
+
+  o.OnRequestEvent(ScriptEvent(K::kPreempted, "a", 400, 10, 2));
+  o.OnRequestEvent(ScriptEvent(K::kScheduled, "c", 400, 5, 0));
+  o.OnStep(Step(2, {400, 450, 1, 5, 0, 1, 2, 1, 0.5, 15, 4, 12}));
+  o.OnRequestEvent(ScriptEvent(K::kFirstToken, "c", 450, 5, 1));
+
+  o.OnRequestEvent(ScriptEvent(K::kFinished, "b", 500, 3, 0, FinishReason::kAbort));
+  o.OnRequestEvent(ScriptEvent(K::kPreempted, "c", 500, 5, 1));
+  o.OnStep(Step(3, {500, 600, 1, 11, 0, 1, 1, 1, 0.5, 15, 4, 23}));
+  o.OnRequestEvent(ScriptEvent(K::kToken, "a", 600, 10, 3));
+
+  o.OnRequestEvent(ScriptEvent(K::kFinished, "c", 610, 5, 1, FinishReason::kAbort));
+  o.OnStep(Step(4, {620, 650, 1, 0, 1, 1, 0, 0, 0.5, 15, 4, 24}));
+  o.OnRequestEvent(ScriptEvent(K::kToken, "a", 650, 10, 4));
+  o.OnRequestEvent(ScriptEvent(K::kFinished, "a", 660, 10, 4, FinishReason::kLength));
+}
+
+// The value of the sample line `series value` (series with its labels, as serialized), or
+// nullopt when there is no such line.
+std::optional<double> SampleValue(std::string_view text, std::string_view series) {
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos) end = text.size();
+    const std::string_view line = text.substr(pos, end - pos);
+    if (line.size() > series.size() && line.starts_with(series) && line[series.size()] == ' ') {
+      return std::strtod(std::string(line.substr(series.size() + 1)).c_str(), nullptr);
+    }
+    pos = end + 1;
+  }
+  return std::nullopt;
+}
 
 std::shared_ptr<EngineMetrics> NewMetrics() {
   absl::StatusOr<std::shared_ptr<EngineMetrics>> m = EngineMetrics::Create({"1.2.3", "abc"});
@@ -218,6 +320,92 @@ TEST(EngineMetricsTest, CompiledBuildInfoIsFilledIn) {
   const BuildInfo build = CompiledBuildInfo();
   EXPECT_FALSE(build.version.empty());
   EXPECT_FALSE(build.revision.empty());
+}
+
+// ---- promtool: the real `promtool check metrics` (Debian package prometheus, installed by
+// tools/setup.sh) over what EngineMetrics serves. A missing promtool fails the test: it is not
+// skipped.
+
+// The promtool on PATH, or an empty path.
+std::filesystem::path FindPromtool() {
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path == nullptr ? "" : path);
+  std::string dir;
+  while (std::getline(dirs, dir, ':')) {
+    const std::filesystem::path candidate = std::filesystem::path(dir) / "promtool";
+    if (!dir.empty() && access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return {};
+}
+
+struct CheckResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr
+};
+
+// promtool check metrics < text
+CheckResult CheckMetrics(const std::filesystem::path& promtool, const std::string& text) {
+  const std::filesystem::path file =
+      std::filesystem::path(::testing::TempDir()) / "kvasir_metrics_promtool_input.txt";
+  std::ofstream(file) << text;
+  const std::string command =
+      absl::StrCat("'", promtool.string(), "' check metrics < '", file.string(), "' 2>&1");
+  CheckResult result;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return result;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) result.output.append(buf, n);
+  const int status = pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+class PromtoolTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    promtool_ = FindPromtool();
+    ASSERT_FALSE(promtool_.empty())
+        << "promtool is not on PATH. Install the Debian package 'prometheus' "
+           "(bash tools/setup.sh does), then run this test again.";
+  }
+  std::filesystem::path promtool_;
+};
+
+TEST_F(PromtoolTest, PopulatedEngineMetricsPassCheckMetrics) {
+  absl::StatusOr<std::shared_ptr<EngineMetrics>> m = EngineMetrics::Create();
+  ASSERT_TRUE(m.ok()) << m.status();
+  RunScriptedHistory(**m);
+  ModelInfo info;
+  info.name = "SmolLM2 \"135M\"\\Instruct";  // quotes and backslash: escaped in the label
+  info.architecture = "LlamaForCausalLM";
+  info.format = "gguf";
+  info.weight_dtype = "Q4_1";
+  info.kernels = "avx2";
+  info.kv_block_size = 16;
+  info.kv_num_blocks = 512;
+  ASSERT_TRUE((*m)->SetModelInfo(info).ok());
+  (*m)->SetLoadsSource([] {
+    EngineLoads loads;
+    loads.loop_alive = true;
+    return loads;
+  });
+  (*m)->RecordRejected("queue_full");
+  (*m)->RecordGrpc("Generate", absl::StatusCode::kInvalidArgument);
+  (*m)->RecordHttp("GET", "/metrics", 200);
+  const std::string text = (*m)->registry().Serialize();
+
+  const CheckResult result = CheckMetrics(promtool_, text);
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_EQ(result.output, "") << "exposition:\n" << text;
+}
+
+// The check above can fail: promtool does flag what the registry's rules keep out.
+TEST_F(PromtoolTest, CheckMetricsFlagsACounterWithoutTotal) {
+  const CheckResult result =
+      CheckMetrics(promtool_, "# HELP jobs Jobs.\n# TYPE jobs counter\njobs 1\n");
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_NE(result.output.find("_total"), std::string::npos) << result.output;
 }
 
 }  // namespace

@@ -17,10 +17,8 @@ namespace kvasir::testing {
 namespace {
 
 const Tokenizer& Check(absl::StatusOr<std::unique_ptr<Tokenizer>> tok, const char* what) {
-  if (!tok.ok()) {
-    ADD_FAILURE() << what << ": " << tok.status();
-    std::abort();
-  }
+  EXPECT_TRUE(tok.ok()) << what << ": " << tok.status();
+  if (!tok.ok()) std::abort();                               // every later use would dereference it
   return **new std::unique_ptr<Tokenizer>(*std::move(tok));  // lives for the process
 }
 
@@ -32,11 +30,15 @@ std::string SharedTokenizersDir() {
 }
 
 GgufVocab LoadSmolLm2Vocab() {
-  std::ifstream in(FixturesDir() + "/smollm2_vocab.json");
+  const std::string path = FixturesDir() + "/smollm2_vocab.json";
+  std::ifstream in(path);
+  EXPECT_TRUE(in.is_open()) << "cannot read the fixture " << path;
   std::stringstream ss;
   ss << in.rdbuf();
-  const nlohmann::json j = nlohmann::json::parse(ss.str());
+  const nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
   GgufVocab v;
+  EXPECT_TRUE(j.is_object()) << path << " is not a JSON object";
+  if (!j.is_object()) return v;
   v.model = j["model"];
   v.pre = j["pre"];
   v.tokens = j["tokens"].get<std::vector<std::string>>();
@@ -98,8 +100,12 @@ std::string WriteTemp(const nlohmann::json& j, const nlohmann::json& config) {
   const auto dir = std::filesystem::temp_directory_path() /
                    ("kvasir_tok_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
   std::filesystem::create_directories(dir);
-  std::ofstream(dir / "tokenizer.json") << j.dump();
-  if (!config.is_null()) std::ofstream(dir / "tokenizer_config.json") << config.dump();
+  EXPECT_TRUE(static_cast<bool>(std::ofstream(dir / "tokenizer.json") << j.dump()))
+      << "cannot write " << dir;
+  if (!config.is_null()) {
+    EXPECT_TRUE(static_cast<bool>(std::ofstream(dir / "tokenizer_config.json") << config.dump()))
+        << "cannot write " << dir;
+  }
   return (dir / "tokenizer.json").string();
 }
 

@@ -40,6 +40,8 @@ std::vector<float> Bf16ToFloat(const std::vector<uint16_t>& v) {
 std::vector<double> ToDouble(const std::vector<float>& v) { return {v.begin(), v.end()}; }
 
 double RelError(const std::vector<float>& out, const std::vector<double>& ref) {
+  // A size mismatch is a broken test, not a numeric difference: say so.
+  EXPECT_EQ(out.size(), ref.size()) << "output and reference differ in length";
   if (out.size() != ref.size()) return INFINITY;
   double num = 0.0, den = 0.0;
   for (size_t i = 0; i < out.size(); ++i) {

@@ -97,8 +97,8 @@ struct Pending {
 
 // Per-choice state owned by the loop thread (a request has n choices).
 struct Live {
-  int32_t index = 0;  // the choice
-  EngineRequest request;
+  int32_t index = 0;                             // the choice
+  std::shared_ptr<const EngineRequest> request;  // shared by the request's choices
   std::shared_ptr<RequestSink> sink;
   std::unique_ptr<IncrementalDetokenizer> detokenizer;  // null without a tokenizer
   std::unique_ptr<StopStringMatcher> stop_strings;      // null without stop strings
@@ -162,7 +162,7 @@ class Engine::Impl {
  private:
   void Loop();
   void Admit(std::vector<Pending>& pending);
-  Live NewLive(const EngineRequest& r, int32_t index, const Pending& p);
+  Live NewLive(std::shared_ptr<const EngineRequest> request, int32_t index, const Pending& p);
   // Schedules the held choices of request `id` (its first choice has computed the prompt).
   void ReleaseHeld(const std::string& id);
   void FinishRequest(const std::string& id, FinishReason reason);
@@ -401,7 +401,9 @@ EngineLoads Engine::Impl::GetLoads() const {
 
 void Engine::Impl::Admit(std::vector<Pending>& pending) {
   for (Pending& p : pending) {
-    const EngineRequest& r = p.request;
+    // One immutable copy of the request for all its choices (moved, not copied).
+    const auto request = std::make_shared<const EngineRequest>(std::move(p.request));
+    const EngineRequest& r = *request;
     Group& group = groups_[r.id];
     for (int32_t index = 0; index < r.n; ++index) {
       const uint64_t uid = next_uid_++;
@@ -415,7 +417,7 @@ void Engine::Impl::Admit(std::vector<Pending>& pending) {
       seq->arrival = uid;
       seq->cache_salt = r.cache_salt;
       seq->needs_prompt_logits = index == 0 && r.prompt_logprobs.has_value();
-      Live& live = live_.emplace(uid, NewLive(r, index, p)).first->second;
+      Live& live = live_.emplace(uid, NewLive(request, index, p)).first->second;
       live.timings.arrival_ns = p.arrival_ns;
       group.uids.push_back(uid);
       Emit(RequestEventKind::kArrived, *seq, p.arrival_ns);
@@ -428,7 +430,9 @@ void Engine::Impl::Admit(std::vector<Pending>& pending) {
   }
 }
 
-Live Engine::Impl::NewLive(const EngineRequest& r, int32_t index, const Pending& p) {
+Live Engine::Impl::NewLive(std::shared_ptr<const EngineRequest> request, int32_t index,
+                           const Pending& p) {
+  const EngineRequest& r = *request;
   Live live;
   live.index = index;
   live.seed = ChoiceSeed(*r.sampling.seed, index);
@@ -446,7 +450,7 @@ Live Engine::Impl::NewLive(const EngineRequest& r, int32_t index, const Pending&
   if (r.sampling.repetition_penalty != 1.0f) {
     live.prompt_tokens.insert(r.prompt_ids.begin(), r.prompt_ids.end());
   }
-  live.request = r;
+  live.request = std::move(request);
   return live;
 }
 
@@ -515,7 +519,7 @@ void Engine::Impl::Step() {
     Live& live = live_.at(ss.uid);
     Sequence* seq = scheduler_->Find(ss.uid);
     const int32_t step = seq->num_generated();
-    const EngineRequest& req = live.request;
+    const EngineRequest& req = *live.request;
     const float* raw = logits.data() + row++ * vocab;
     const float* use = raw;
     const bool ban_stops = step < req.min_tokens && !live.stop_ids.empty();
@@ -588,7 +592,7 @@ void Engine::Impl::CollectPromptLogprobs(const ScheduledSequence& ss, const floa
     const int32_t p = ss.start_position + j;
     if (p < static_cast<int32_t>(live.prompt_logprobs.size())) continue;
     TokenLogprobs lp = Sampler::Logprobs(rows + j * vocab, vocab, seq->tokens[p + 1],
-                                         *live.request.prompt_logprobs);
+                                         *live.request->prompt_logprobs);
     live.prompt_logprobs.push_back({seq->tokens[p + 1], lp.logprob, std::move(lp.top)});
   }
 }
@@ -619,7 +623,7 @@ void Engine::Impl::Finish(uint64_t uid, FinishReason reason, RequestOutput out) 
     out = std::exchange(live.unsent, RequestOutput());
     AppendOutput(out, std::move(last));
   }
-  auto group_it = groups_.find(live.request.id);
+  auto group_it = groups_.find(live.request->id);
   KV_CHECK(group_it != groups_.end());
   Group& group = group_it->second;
   const Sequence* seq = scheduler_->Find(uid);
@@ -661,7 +665,7 @@ void Engine::Impl::Finish(uint64_t uid, FinishReason reason, RequestOutput out) 
   out.timings.finished_ns = NowNs();
   scheduler_->Remove(uid);
   std::shared_ptr<RequestSink> sink = std::move(live.sink);
-  const std::string id = live.request.id;
+  const std::string id = live.request->id;
   live_.erase(it);
   std::erase(group.uids, uid);
   if (group.uids.empty()) {

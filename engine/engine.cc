@@ -173,7 +173,8 @@ class Engine::Impl {
   void Finish(uint64_t uid, FinishReason reason, RequestOutput out);
   // Prompt logprobs from the rows of a sequence's prompt positions in this step.
   void CollectPromptLogprobs(const ScheduledSequence& ss, const float* rows);
-  void Emit(RequestEventKind kind, const Sequence& seq, int64_t time_ns,
+  // `index`: the sequence's choice.
+  void Emit(RequestEventKind kind, const Sequence& seq, int32_t index, int64_t time_ns,
             FinishReason reason = FinishReason::kNone);
 
   EngineOptions options_;
@@ -420,7 +421,7 @@ void Engine::Impl::Admit(std::vector<Pending>& pending) {
       Live& live = live_.emplace(uid, NewLive(request, index, p)).first->second;
       live.timings.arrival_ns = p.arrival_ns;
       group.uids.push_back(uid);
-      Emit(RequestEventKind::kArrived, *seq, p.arrival_ns);
+      Emit(RequestEventKind::kArrived, *seq, index, p.arrival_ns);
       if (index == 0 || !options_.enable_prefix_caching) {
         scheduler_->Add(std::move(seq));
       } else {
@@ -476,11 +477,12 @@ void Engine::Impl::Step() {
   KV_CHECK(!batch.empty()) << "no sequence could be scheduled";
   const ScheduleReport& report = scheduler_->last_report();
   for (uint64_t uid : report.preempted) {
-    Emit(RequestEventKind::kPreempted, *scheduler_->Find(uid), start_ns);
+    Emit(RequestEventKind::kPreempted, *scheduler_->Find(uid), live_.at(uid).index, start_ns);
   }
   for (uint64_t uid : report.first_scheduled) {
-    Emit(RequestEventKind::kScheduled, *scheduler_->Find(uid), start_ns);
-    live_.at(uid).timings.scheduled_ns = start_ns;
+    Live& live = live_.at(uid);
+    Emit(RequestEventKind::kScheduled, *scheduler_->Find(uid), live.index, start_ns);
+    live.timings.scheduled_ns = start_ns;
   }
   StepEvent step_event;
   step_event.step = step_;
@@ -536,7 +538,7 @@ void Engine::Impl::Step() {
     if (live.index == 0 && seq->num_generated() == 1 && req.n > 1) ReleaseHeld(req.id);
     if (Sampler::UsesOutputHistory(req.sampling)) ++live.output_counts[token];
     Emit(seq->num_generated() == 1 ? RequestEventKind::kFirstToken : RequestEventKind::kToken, *seq,
-         end_ns);
+         live.index, end_ns);
     if (seq->num_generated() == 1) live.timings.first_token_ns = end_ns;
     RequestOutput out;
     out.index = live.index;
@@ -597,14 +599,14 @@ void Engine::Impl::CollectPromptLogprobs(const ScheduledSequence& ss, const floa
   }
 }
 
-void Engine::Impl::Emit(RequestEventKind kind, const Sequence& seq, int64_t time_ns,
+void Engine::Impl::Emit(RequestEventKind kind, const Sequence& seq, int32_t index, int64_t time_ns,
                         FinishReason reason) {
   if (!observer_) return;
   RequestEvent e;
   e.kind = kind;
   e.request_id = seq.id;
   e.uid = seq.uid;
-  if (auto it = live_.find(seq.uid); it != live_.end()) e.index = it->second.index;
+  e.index = index;
   e.time_ns = time_ns;
   e.step = step_;
   e.num_prompt_tokens = seq.num_prompt_tokens;
@@ -641,7 +643,7 @@ void Engine::Impl::Finish(uint64_t uid, FinishReason reason, RequestOutput out) 
     out.usage.prompt_tokens = seq->num_prompt_tokens;
     out.usage.completion_tokens = seq->num_generated();
     out.usage.cached_prompt_tokens = std::max(0, seq->num_cached_prompt_tokens);
-    Emit(RequestEventKind::kFinished, *seq, NowNs(), reason);
+    Emit(RequestEventKind::kFinished, *seq, live.index, NowNs(), reason);
   }
   // A stop string ends the text: nothing held after it is emitted.
   if (out.stop_string.empty()) {

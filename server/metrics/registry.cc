@@ -7,15 +7,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "engine/tokenizer/utf8.h"
 #include "kernels/check.h"
 
 namespace kvasir::metrics {
 namespace {
 
-constexpr std::string_view kReplacementChar = "\xEF\xBF\xBD";  // U+FFFD
-
 // Debian's Abseil has its own string_view; StrCat takes that one.
-absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+using tokenizer_internal::AsAbsl;
 
 bool IsNameStart(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
 bool IsNameChar(char c) { return IsNameStart(c) || (c >= '0' && c <= '9'); }
@@ -38,39 +37,15 @@ const char* TypeName(MetricType type) {
   return "untyped";
 }
 
-// Length of the valid UTF-8 sequence at s[i], or 0 when the bytes there are not one.
-size_t Utf8SequenceLength(std::string_view s, size_t i) {
-  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char c = byte(i);
-  if (c < 0x80) return 1;
-  size_t n;
-  uint32_t min;
-  uint32_t code;
-  if ((c & 0xE0) == 0xC0) {
-    n = 2, min = 0x80, code = c & 0x1F;
-  } else if ((c & 0xF0) == 0xE0) {
-    n = 3, min = 0x800, code = c & 0x0F;
-  } else if ((c & 0xF8) == 0xF0) {
-    n = 4, min = 0x10000, code = c & 0x07;
-  } else {
-    return 0;
-  }
-  if (i + n > s.size()) return 0;
-  for (size_t k = 1; k < n; ++k) {
-    if ((byte(i + k) & 0xC0) != 0x80) return 0;
-    code = (code << 6) | (byte(i + k) & 0x3F);
-  }
-  const bool surrogate = code >= 0xD800 && code <= 0xDFFF;
-  return code < min || code > 0x10FFFF || surrogate ? 0 : n;
-}
-
 // Label value escaping of the text format: backslash, double quote and line feed.
 void AppendEscapedLabelValue(std::string_view value, std::string* out) {
   for (size_t i = 0; i < value.size();) {
-    const size_t n = Utf8SequenceLength(value, i);
-    if (n == 0) {
-      out->append(kReplacementChar);
-      ++i;
+    // Invalid UTF-8 would make the whole scrape unreadable: each ill-formed part becomes U+FFFD.
+    const tokenizer_internal::Utf8Step step = tokenizer_internal::NextUtf8(value.substr(i));
+    const size_t n = step.length;
+    if (step.kind != tokenizer_internal::Utf8Step::kValid) {
+      out->append(tokenizer_internal::kReplacementChar);
+      i += n;
       continue;
     }
     const char c = value[i];
@@ -103,7 +78,7 @@ void AppendEscapedHelp(std::string_view help, std::string* out) {
 // name{labels} value\n, or name value\n without labels.
 void AppendSample(std::string_view name, std::string_view labels, double value, std::string* out) {
   out->append(name);
-  if (!labels.empty()) absl::StrAppend(out, "{", Sv(labels), "}");
+  if (!labels.empty()) absl::StrAppend(out, "{", AsAbsl(labels), "}");
   absl::StrAppend(out, " ", FormatValue(value), "\n");
 }
 
@@ -159,15 +134,15 @@ Histogram::Snapshot Histogram::Read() const {
 void Histogram::AppendSamples(std::string_view name, std::string_view labels,
                               std::string* out) const {
   const Snapshot s = Read();
-  const std::string bucket = absl::StrCat(Sv(name), "_bucket");
-  const std::string prefix = labels.empty() ? std::string() : absl::StrCat(Sv(labels), ",");
+  const std::string bucket = absl::StrCat(AsAbsl(name), "_bucket");
+  const std::string prefix = labels.empty() ? std::string() : absl::StrCat(AsAbsl(labels), ",");
   for (size_t i = 0; i < s.cumulative.size(); ++i) {
     const std::string le = i < bounds_->size() ? FormatValue((*bounds_)[i]) : "+Inf";
     AppendSample(bucket, absl::StrCat(prefix, "le=\"", le, "\""),
                  static_cast<double>(s.cumulative[i]), out);
   }
-  AppendSample(absl::StrCat(Sv(name), "_sum"), labels, s.sum, out);
-  AppendSample(absl::StrCat(Sv(name), "_count"), labels, static_cast<double>(s.count), out);
+  AppendSample(absl::StrCat(AsAbsl(name), "_sum"), labels, s.sum, out);
+  AppendSample(absl::StrCat(AsAbsl(name), "_count"), labels, static_cast<double>(s.count), out);
 }
 
 FamilyBase::FamilyBase(std::string name, std::string help, MetricType type,
@@ -202,45 +177,49 @@ absl::Status Registry::CheckNew(std::string_view name, std::string_view help, Me
                                 const std::vector<std::string>& label_names) const {
   if (!IsValidName(name)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("metric name '", Sv(name),
+        absl::StrCat("metric name '", AsAbsl(name),
                      "' must match [a-zA-Z_][a-zA-Z0-9_]* (no colons: they are "
                      "reserved for recording rules)"));
   }
   const bool ends_total = name.ends_with("_total");
   if (type == MetricType::kCounter && !ends_total) {
-    return absl::InvalidArgumentError(absl::StrCat("counter '", Sv(name), "' must end in _total"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("counter '", AsAbsl(name), "' must end in _total"));
   }
   if (type != MetricType::kCounter && ends_total) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("only counters end in _total, and '", Sv(name), "' is a ", TypeName(type)));
+    return absl::InvalidArgumentError(absl::StrCat("only counters end in _total, and '",
+                                                   AsAbsl(name), "' is a ", TypeName(type)));
   }
   for (std::string_view suffix : {"_bucket", "_sum", "_count"}) {
     if (name.ends_with(suffix)) {
-      return absl::InvalidArgumentError(absl::StrCat("metric name '", Sv(name), "' ends in ",
-                                                     Sv(suffix), ", which histogram series use"));
+      return absl::InvalidArgumentError(absl::StrCat("metric name '", AsAbsl(name), "' ends in ",
+                                                     AsAbsl(suffix),
+                                                     ", which histogram series use"));
     }
   }
   if (help.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("metric '", Sv(name), "' needs a help text"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("metric '", AsAbsl(name), "' needs a help text"));
   }
   for (size_t i = 0; i < label_names.size(); ++i) {
     const std::string& label = label_names[i];
     if (!IsValidName(label) || label.starts_with("__")) {
       return absl::InvalidArgumentError(
-          absl::StrCat("label name '", label, "' of metric '", Sv(name),
+          absl::StrCat("label name '", label, "' of metric '", AsAbsl(name),
                        "' must match [a-zA-Z_][a-zA-Z0-9_]* and not start with __ (reserved)"));
     }
     if (type == MetricType::kHistogram && label == "le") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("histogram '", Sv(name), "' cannot have the label 'le': it names buckets"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "histogram '", AsAbsl(name), "' cannot have the label 'le': it names buckets"));
     }
     if (std::find(label_names.begin(), label_names.begin() + i, label) != label_names.begin() + i) {
       return absl::InvalidArgumentError(
-          absl::StrCat("label name '", label, "' appears twice in metric '", Sv(name), "'"));
+          absl::StrCat("label name '", label, "' appears twice in metric '", AsAbsl(name), "'"));
     }
   }
   if (families_.contains(name)) {
-    return absl::AlreadyExistsError(absl::StrCat("metric '", Sv(name), "' is already registered"));
+    return absl::AlreadyExistsError(
+        absl::StrCat("metric '", AsAbsl(name), "' is already registered"));
   }
   return absl::OkStatus();
 }
@@ -273,12 +252,12 @@ absl::StatusOr<Family<Histogram>*> Registry::AddHistogram(std::string_view name,
                                                           std::vector<double> bounds) {
   if (bounds.empty()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("histogram '", Sv(name), "' needs at least one bucket bound"));
+        absl::StrCat("histogram '", AsAbsl(name), "' needs at least one bucket bound"));
   }
   for (size_t i = 0; i < bounds.size(); ++i) {
     if (!std::isfinite(bounds[i]) || (i > 0 && !(bounds[i] > bounds[i - 1]))) {
       return absl::InvalidArgumentError(
-          absl::StrCat("histogram '", Sv(name),
+          absl::StrCat("histogram '", AsAbsl(name),
                        "': bucket bounds must be finite and strictly increasing (+Inf "
                        "is implicit), got ",
                        FormatValue(bounds[i]), " at index ", i));

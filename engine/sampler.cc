@@ -54,6 +54,13 @@ int32_t Sampler::Sample(const float* logits, int64_t vocab, const SamplingParams
     std::nth_element(candidates_.begin(), candidates_.begin() + params.top_k, candidates_.end(),
                      Greater);
     candidates_.resize(params.top_k);
+    // nth_element leaves an unspecified order; the draw walks the candidates in order, so give
+    // them the id order they have without top-k (the GPU sampler, kernels/cuda/sampler.h, walks
+    // the same order). With top_p < 1 the sort below orders them by probability instead.
+    if (params.top_p >= 1.0f) {
+      std::sort(candidates_.begin(), candidates_.end(),
+                [](const auto& a, const auto& b) { return a.second < b.second; });
+    }
   }
   float max_logit = candidates_[0].first;
   for (const auto& c : candidates_) max_logit = std::max(max_logit, c.first);

@@ -4,6 +4,8 @@
 //   decode    paged decode attention GB/s (K/V bytes read) vs the copy bandwidth, batch 1..256,
 //             context 512..8192, Llama-3-8B heads (32 q, 8 kv, head_dim 128, 16-token pages)
 //   prefill   paged prefill attention TFLOP/s for one 2048-token prompt
+//   sampler   Sample, 256 rows x 151936 vocab, T 1, top_k 50, top_p 0.9: us per batch and GB/s
+//             of logits read once (the kernel reads each row several times) vs the copy
 // Each figure is the median over samples after warm-up; a sample is one pair of CUDA events around
 // R back-to-back repetitions, divided by R (so launch latency overlaps the kernels before it, as in
 // a real step); inputs are random (never zeros) and rotate over ~512 MiB of copies so that L2
@@ -27,6 +29,7 @@
 #include "kernels/cuda/device_buffer.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/ops.h"
+#include "kernels/cuda/sampler.h"
 
 namespace kvasir::cuda {
 namespace {
@@ -287,6 +290,53 @@ void BenchPrefillAttention(const Ceilings& c, Csv& csv, bool quick) {
   csv.Row(absl::StrFormat("prefill_attention,1,%d,%.2f,%.2f", len, t * 1e3, tflops));
 }
 
+void BenchSampler(const Ceilings& c, Csv& csv, bool quick) {
+  const int32_t rows = 256, vocab = 151936;
+  const size_t n = size_t{rows} * vocab;
+  const int copies = 3;  // 3 x 155 MB: more than L2
+  DeviceBuffer logits = Alloc(n * 4 * copies);
+  {
+    std::vector<float> h(n);
+    std::mt19937 rng(40);
+    std::normal_distribution<float> dist(0.0f, 3.0f);
+    for (float& x : h) x = dist(rng);
+    for (int i = 0; i < copies; ++i) {
+      CHECK_CUDA(cudaMemcpy(logits.as<float>() + i * n, h.data(), n * 4, cudaMemcpyHostToDevice));
+    }
+  }
+  auto upload = [](const auto& v) {
+    DeviceBuffer b = Alloc(v.size() * sizeof(v[0]));
+    CHECK_CUDA(cudaMemcpy(b.data(), v.data(), v.size() * sizeof(v[0]), cudaMemcpyHostToDevice));
+    return b;
+  };
+  std::vector<uint64_t> seeds(rows), steps(rows, 0);
+  std::iota(seeds.begin(), seeds.end(), 1);
+  DeviceBuffer t = upload(std::vector<float>(rows, 1.0f)),
+               k = upload(std::vector<int32_t>(rows, 50)),
+               p = upload(std::vector<float>(rows, 0.9f)), sd = upload(seeds), st = upload(steps),
+               ids = Alloc(rows * 4);
+  auto run = [&](int rep) {
+    SampleArgs a;
+    a.logits = logits.as<float>() + (rep % copies) * n;
+    a.rows = rows;
+    a.vocab = vocab;
+    a.params.temperature = t.as<float>();
+    a.params.top_k = k.as<int32_t>();
+    a.params.top_p = p.as<float>();
+    a.params.seed = sd.as<uint64_t>();
+    a.params.step = st.as<uint64_t>();
+    a.ids = ids.as<int32_t>();
+    CHECK_OK(Sample(a, nullptr));
+  };
+  const double ms = MedianMs(run, 2, quick ? 3 : 10, kPerPair);
+  const double gbs = n * 4.0 / (ms * 1e-3) / 1e9;
+  std::printf(
+      "\nsampler, 256 x 151936, top_k 50, top_p 0.9: %.1f us per batch, %.0f GB/s of logits "
+      "(read once; %.1f%% of copy)\n",
+      ms * 1e3, gbs, 100 * gbs / c.copy_gbs);
+  csv.Row(absl::StrFormat("sampler,%d,%d,%.2f,%.1f", rows, vocab, ms * 1e3, gbs));
+}
+
 int Main(int argc, char** argv) {
   std::string csv_path;
   bool quick = false;
@@ -316,6 +366,7 @@ int Main(int argc, char** argv) {
   BenchGemm(**gemm, c, csv, quick);
   BenchDecodeAttention(c, csv, quick);
   BenchPrefillAttention(c, csv, quick);
+  BenchSampler(c, csv, quick);
   if (csv.f) std::fclose(csv.f);
   return 0;
 }

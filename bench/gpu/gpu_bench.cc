@@ -4,6 +4,8 @@
 //   decode    paged decode attention GB/s (K/V bytes read) vs the copy bandwidth, batch 1..256,
 //             context 512..8192, Llama-3-8B heads (32 q, 8 kv, head_dim 128, 16-token pages)
 //   prefill   paged prefill attention TFLOP/s for one 2048-token prompt
+//   moe       MoeForward at Qwen3-30B-A3B's MoE layer (hidden 2048, expert inter 768, 128 experts,
+//             top 8) for 1 and 64 tokens: GB/s of the expert weights the routing touched
 // Each figure is the median over samples after warm-up; a sample is one pair of CUDA events around
 // R back-to-back repetitions, divided by R (so launch latency overlaps the kernels before it, as in
 // a real step); inputs are random (never zeros) and rotate over ~512 MiB of copies so that L2
@@ -26,6 +28,7 @@
 #include "kernels/cpu/fp16.h"
 #include "kernels/cuda/device_buffer.h"
 #include "kernels/cuda/gemm.h"
+#include "kernels/cuda/moe.h"
 #include "kernels/cuda/ops.h"
 
 namespace kvasir::cuda {
@@ -287,6 +290,78 @@ void BenchPrefillAttention(const Ceilings& c, Csv& csv, bool quick) {
   csv.Row(absl::StrFormat("prefill_attention,1,%d,%.2f,%.2f", len, t * 1e3, tflops));
 }
 
+// MoeForward on a Qwen3-30B-A3B MoE layer; 16 sets of random router logits rotate so that each
+// call touches other experts (all 128 experts' weights, 1.2 GB, are far beyond L2). Bytes are the
+// weights of the distinct experts each set routes to (counted from MoeRoute on the same logits),
+// plus x and out.
+void BenchMoe(const Ceilings& c, Csv& csv, bool quick) {
+  const int64_t hidden = 2048, inter = 768;
+  MoeRouting r;
+  r.num_experts = 128;
+  r.top_k = 8;
+  r.renormalize = true;
+  const int64_t expert_elems = 3 * inter * hidden;
+  DeviceBuffer gate_up = Alloc(r.num_experts * 2 * inter * hidden * 2);
+  DeviceBuffer down = Alloc(r.num_experts * hidden * inter * 2);
+  FillRandomBf16(gate_up.data(), r.num_experts * 2 * inter * hidden, 40);
+  FillRandomBf16(down.data(), r.num_experts * hidden * inter, 41);
+  constexpr int kSets = 16;
+  std::printf("moe layer (Qwen3-30B-A3B: hidden 2048, inter 768, 128 experts, top 8)\n");
+  std::printf("%-6s %10s %9s %9s %8s\n", "tokens", "us", "experts", "GB/s", "%copy");
+  for (int tokens : {1, 64}) {
+    const size_t logit_count = size_t{kSets} * tokens * r.num_experts;
+    std::vector<float> logits(logit_count);
+    std::mt19937 rng(42 + tokens);
+    std::normal_distribution<float> dist(0.0f, 1.0f);
+    for (float& l : logits) l = dist(rng);
+    DeviceBuffer dlogits = Alloc(logit_count * 4), x = Alloc(tokens * hidden * 2),
+                 out = Alloc(tokens * hidden * 2);
+    DeviceBuffer ids = Alloc(size_t{kSets} * tokens * r.top_k * 4),
+                 w = Alloc(size_t{kSets} * tokens * r.top_k * 4);
+    CHECK_CUDA(cudaMemcpy(dlogits.data(), logits.data(), logit_count * 4, cudaMemcpyHostToDevice));
+    FillRandomBf16(x.data(), tokens * hidden, 43);
+    CHECK_OK(MoeRoute(dlogits.as<float>(), kSets * tokens, r, nullptr, ids.as<int32_t>(),
+                      w.as<float>(), nullptr));
+    std::vector<int32_t> host_ids(size_t{kSets} * tokens * r.top_k);
+    CHECK_CUDA(
+        cudaMemcpy(host_ids.data(), ids.data(), host_ids.size() * 4, cudaMemcpyDeviceToHost));
+    double experts = 0;  // distinct experts per set, averaged
+    for (int s = 0; s < kSets; ++s) {
+      std::vector<bool> used(r.num_experts, false);
+      for (int i = 0; i < tokens * r.top_k; ++i) {
+        used[host_ids[static_cast<size_t>(s) * tokens * r.top_k + i]] = true;
+      }
+      experts += std::count(used.begin(), used.end(), true) / double{kSets};
+    }
+    const size_t ws_bytes = MoeWorkspaceBytes(tokens, r.top_k, r.num_experts, hidden, inter);
+    DeviceBuffer ws = Alloc(std::max<size_t>(ws_bytes, 256));
+    auto run = [&](int rep) {
+      MoeForwardArgs a;
+      a.x = x.as<bf16>();
+      a.router_logits =
+          dlogits.as<float>() + static_cast<size_t>(rep % kSets) * tokens * r.num_experts;
+      a.num_tokens = tokens;
+      a.hidden = hidden;
+      a.inter = inter;
+      a.routing = r;
+      a.gate = {nullptr, gate_up.as<bf16>(), 2 * inter * hidden};
+      a.up = {nullptr, gate_up.as<bf16>() + inter * hidden, 2 * inter * hidden};
+      a.down = {nullptr, down.as<bf16>(), hidden * inter};
+      a.out = out.as<bf16>();
+      a.workspace = ws.data();
+      a.workspace_bytes = ws_bytes;
+      CHECK_OK(MoeForward(a, nullptr));
+    };
+    const double t = MedianMs(run, 5, quick ? 5 : 20, kPerPair);
+    const double bytes = experts * expert_elems * 2 + 2.0 * tokens * hidden * 2;
+    const double gbs = bytes / (t * 1e-3) / 1e9;
+    std::printf("%-6d %10.1f %9.1f %9.0f %7.1f%%\n", tokens, t * 1e3, experts, gbs,
+                100 * gbs / c.copy_gbs);
+    csv.Row(absl::StrFormat("moe,%d,%.2f,%.1f,%.1f", tokens, t * 1e3, experts, gbs));
+  }
+  std::printf("\n");
+}
+
 int Main(int argc, char** argv) {
   std::string csv_path;
   bool quick = false;
@@ -316,6 +391,7 @@ int Main(int argc, char** argv) {
   BenchGemm(**gemm, c, csv, quick);
   BenchDecodeAttention(c, csv, quick);
   BenchPrefillAttention(c, csv, quick);
+  BenchMoe(c, csv, quick);
   if (csv.f) std::fclose(csv.f);
   return 0;
 }

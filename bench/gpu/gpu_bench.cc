@@ -9,6 +9,8 @@
 //   mla       MLA decode (kernels/cuda/mla.h) GB/s of latent cache read vs the copy bandwidth:
 //             DeepSeek-V3 dims, 128 heads, batch 64, context 4096, 64-token pages (FlashMLA's
 //             reference point: ~3000 GB/s on an H800)
+//   moe       MoeForward at Qwen3-30B-A3B's MoE layer (hidden 2048, expert inter 768, 128 experts,
+//             top 8) for 1 and 64 tokens: GB/s of the expert weights the routing touched
 // Each figure is the median over samples after warm-up; a sample is one pair of CUDA events around
 // R back-to-back repetitions, divided by R (so launch latency overlaps the kernels before it, as in
 // a real step); inputs are random (never zeros) and rotate over ~512 MiB of copies so that L2
@@ -32,6 +34,7 @@
 #include "kernels/cuda/device_buffer.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/mla.h"
+#include "kernels/cuda/moe.h"
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/sampler.h"
 
@@ -397,6 +400,78 @@ void BenchMlaDecode(const Ceilings& c, Csv& csv, bool quick) {
   csv.Row(absl::StrFormat("mla_decode,%d,%d,%.2f,%.1f", batch, ctx, t * 1e3, gbs));
 }
 
+// MoeForward on a Qwen3-30B-A3B MoE layer; 16 sets of random router logits rotate so that each
+// call touches other experts (all 128 experts' weights, 1.2 GB, are far beyond L2). Bytes are the
+// weights of the distinct experts each set routes to (counted from MoeRoute on the same logits),
+// plus x and out.
+void BenchMoe(const Ceilings& c, Csv& csv, bool quick) {
+  const int64_t hidden = 2048, inter = 768;
+  MoeRouting r;
+  r.num_experts = 128;
+  r.top_k = 8;
+  r.renormalize = true;
+  const int64_t expert_elems = 3 * inter * hidden;
+  DeviceBuffer gate_up = Alloc(r.num_experts * 2 * inter * hidden * 2);
+  DeviceBuffer down = Alloc(r.num_experts * hidden * inter * 2);
+  FillRandomBf16(gate_up.data(), r.num_experts * 2 * inter * hidden, 40);
+  FillRandomBf16(down.data(), r.num_experts * hidden * inter, 41);
+  constexpr int kSets = 16;
+  std::printf("moe layer (Qwen3-30B-A3B: hidden 2048, inter 768, 128 experts, top 8)\n");
+  std::printf("%-6s %10s %9s %9s %8s\n", "tokens", "us", "experts", "GB/s", "%copy");
+  for (int tokens : {1, 64}) {
+    const size_t logit_count = size_t{kSets} * tokens * r.num_experts;
+    std::vector<float> logits(logit_count);
+    std::mt19937 rng(42 + tokens);
+    std::normal_distribution<float> dist(0.0f, 1.0f);
+    for (float& l : logits) l = dist(rng);
+    DeviceBuffer dlogits = Alloc(logit_count * 4), x = Alloc(tokens * hidden * 2),
+                 out = Alloc(tokens * hidden * 2);
+    DeviceBuffer ids = Alloc(size_t{kSets} * tokens * r.top_k * 4),
+                 w = Alloc(size_t{kSets} * tokens * r.top_k * 4);
+    CHECK_CUDA(cudaMemcpy(dlogits.data(), logits.data(), logit_count * 4, cudaMemcpyHostToDevice));
+    FillRandomBf16(x.data(), tokens * hidden, 43);
+    CHECK_OK(MoeRoute(dlogits.as<float>(), kSets * tokens, r, nullptr, ids.as<int32_t>(),
+                      w.as<float>(), nullptr));
+    std::vector<int32_t> host_ids(size_t{kSets} * tokens * r.top_k);
+    CHECK_CUDA(
+        cudaMemcpy(host_ids.data(), ids.data(), host_ids.size() * 4, cudaMemcpyDeviceToHost));
+    double experts = 0;  // distinct experts per set, averaged
+    for (int s = 0; s < kSets; ++s) {
+      std::vector<bool> used(r.num_experts, false);
+      for (int i = 0; i < tokens * r.top_k; ++i) {
+        used[host_ids[static_cast<size_t>(s) * tokens * r.top_k + i]] = true;
+      }
+      experts += std::count(used.begin(), used.end(), true) / double{kSets};
+    }
+    const size_t ws_bytes = MoeWorkspaceBytes(tokens, r.top_k, r.num_experts, hidden, inter);
+    DeviceBuffer ws = Alloc(std::max<size_t>(ws_bytes, 256));
+    auto run = [&](int rep) {
+      MoeForwardArgs a;
+      a.x = x.as<bf16>();
+      a.router_logits =
+          dlogits.as<float>() + static_cast<size_t>(rep % kSets) * tokens * r.num_experts;
+      a.num_tokens = tokens;
+      a.hidden = hidden;
+      a.inter = inter;
+      a.routing = r;
+      a.gate = {nullptr, gate_up.as<bf16>(), 2 * inter * hidden};
+      a.up = {nullptr, gate_up.as<bf16>() + inter * hidden, 2 * inter * hidden};
+      a.down = {nullptr, down.as<bf16>(), hidden * inter};
+      a.out = out.as<bf16>();
+      a.workspace = ws.data();
+      a.workspace_bytes = ws_bytes;
+      CHECK_OK(MoeForward(a, nullptr));
+    };
+    const double t = MedianMs(run, 5, quick ? 5 : 20, kPerPair);
+    const double bytes = experts * expert_elems * 2 + 2.0 * tokens * hidden * 2;
+    const double gbs = bytes / (t * 1e-3) / 1e9;
+    std::printf("%-6d %10.1f %9.1f %9.0f %7.1f%%\n", tokens, t * 1e3, experts, gbs,
+                100 * gbs / c.copy_gbs);
+    csv.Row(absl::StrFormat("moe,%d,%.2f,%.1f,%.1f", tokens, t * 1e3, experts, gbs));
+  }
+  std::printf("\n");
+}
+
 int Main(int argc, char** argv) {
   std::string csv_path;
   bool quick = false;
@@ -428,6 +503,7 @@ int Main(int argc, char** argv) {
   BenchPrefillAttention(c, csv, quick);
   BenchSampler(c, csv, quick);
   BenchMlaDecode(c, csv, quick);
+  BenchMoe(c, csv, quick);
   if (csv.f) std::fclose(csv.f);
   return 0;
 }

@@ -46,7 +46,7 @@ struct PagedKv {
   const bf16* v_cache = nullptr;
   int32_t block_size = 0;  // tokens per page; any value >= 1 (16 is the engine's default)
   int32_t num_kv_heads = 0;
-  int32_t head_dim = 0;  // 64 or 128
+  int32_t head_dim = 0;  // 16, 32, 64, 128 or 256
   const int32_t* kv_indptr = nullptr;
   const int32_t* kv_indices = nullptr;
   const int32_t* seq_lens = nullptr;

@@ -25,8 +25,10 @@ absl::Status CheckPagedKv(const char* op, const PagedKv& kv, int32_t num_heads) 
   KV_REQUIRE(kv.k_cache != nullptr && kv.v_cache != nullptr, op, "kv caches are null");
   KV_REQUIRE(kv.kv_indptr != nullptr && kv.kv_indices != nullptr && kv.seq_lens != nullptr, op,
              "kv_indptr, kv_indices and seq_lens must be set");
-  KV_REQUIRE(kv.head_dim == 64 || kv.head_dim == 128, op,
-             absl::StrCat("head_dim ", kv.head_dim, " is not supported (64 or 128)"));
+  KV_REQUIRE(kv.head_dim == 16 || kv.head_dim == 32 || kv.head_dim == 64 || kv.head_dim == 128 ||
+                 kv.head_dim == 256,
+             op,
+             absl::StrCat("head_dim ", kv.head_dim, " is not supported (16, 32, 64, 128 or 256)"));
   KV_REQUIRE(kv.block_size >= 1, op, absl::StrCat("block_size ", kv.block_size, " < 1"));
   KV_REQUIRE(kv.num_kv_heads >= 1 && num_heads >= 1 && num_heads % kv.num_kv_heads == 0, op,
              absl::StrCat("num_heads ", num_heads, " is not a multiple of num_kv_heads ",
@@ -162,6 +164,74 @@ absl::Status Logprobs(const LogprobsArgs& a, cudaStream_t stream) {
   KV_REQUIRE(a.top_k == 0 || (a.top_ids && a.top_logprobs), op, "null top_ids or top_logprobs");
   KV_REQUIRE(a.rows == 0 || a.logits, op, "null logits");
   return CudaStatus(internal::LaunchLogprobs(a, stream), "LogprobsKernel");
+}
+
+absl::Status AddInPlace(bf16* a, const bf16* b, int64_t n, cudaStream_t stream) {
+  KV_REQUIRE(n >= 0, "AddInPlace", "n < 0");
+  KV_REQUIRE(n == 0 || (a && b), "AddInPlace", "null pointer");
+  return CudaStatus(internal::LaunchAdd(a, b, n, stream), "AddKernel");
+}
+
+absl::Status GatherRows(const bf16* x, int64_t dim, const int32_t* rows, int64_t num_rows,
+                        bf16* out, cudaStream_t stream) {
+  KV_REQUIRE(dim > 0 && num_rows >= 0, "GatherRows", "bad shape");
+  KV_REQUIRE(num_rows <= INT32_MAX, "GatherRows", "more than 2^31 rows");
+  KV_REQUIRE(num_rows == 0 || (x && rows && out), "GatherRows", "null pointer");
+  return CudaStatus(internal::LaunchGatherRows(x, dim, rows, num_rows, out, stream),
+                    "GatherRowsKernel");
+}
+
+absl::Status ToFloat(const bf16* x, int64_t n, float* out, cudaStream_t stream) {
+  KV_REQUIRE(n >= 0, "ToFloat", "n < 0");
+  KV_REQUIRE(n == 0 || (x && out), "ToFloat", "null pointer");
+  return CudaStatus(internal::LaunchToFloat(x, n, out, stream), "ToFloatKernel");
+}
+
+absl::Status RopeTable(const int32_t* positions, int64_t num_tokens, const float* inv_freq,
+                       int32_t rot_dim, bool recurrence, float attention_factor, float* cos_sin,
+                       cudaStream_t stream) {
+  KV_REQUIRE(num_tokens >= 0, "RopeTable", "num_tokens < 0");
+  KV_REQUIRE(rot_dim >= 2 && rot_dim % 2 == 0 && rot_dim <= 512, "RopeTable",
+             absl::StrCat("rot_dim ", rot_dim, " must be even, in [2, 512]"));
+  KV_REQUIRE(num_tokens == 0 || (positions && inv_freq && cos_sin), "RopeTable", "null pointer");
+  return CudaStatus(internal::LaunchRopeTable(positions, num_tokens, inv_freq, rot_dim, recurrence,
+                                              attention_factor, cos_sin, stream),
+                    "RopeTableKernel");
+}
+
+absl::Status RopeApply(bf16* x, int64_t num_tokens, int32_t num_heads, int32_t head_dim,
+                       int32_t rot_offset, int32_t rot_dim, const float* cos_sin, RopeStyle style,
+                       cudaStream_t stream) {
+  const char* op = "RopeApply";
+  KV_REQUIRE(num_tokens >= 0 && num_heads >= 1 && head_dim >= 2, op, "bad shape");
+  KV_REQUIRE(
+      rot_dim >= 2 && rot_dim % 2 == 0 && rot_offset >= 0 && rot_offset + rot_dim <= head_dim, op,
+      absl::StrCat("rot_dim ", rot_dim, " at offset ", rot_offset,
+                   " must be even and inside head_dim ", head_dim));
+  KV_REQUIRE(num_tokens == 0 || (x && cos_sin), op, "null pointer");
+  return CudaStatus(internal::LaunchRopeApply(x, num_tokens, num_heads, head_dim, rot_offset,
+                                              rot_dim, cos_sin, style == RopeStyle::kNeox, stream),
+                    "RopeApplyKernel");
+}
+
+absl::Status FillDummy(bf16* out, int64_t n, uint64_t seed, bool ones, double amplitude,
+                       cudaStream_t stream) {
+  KV_REQUIRE(n >= 0, "FillDummy", "n < 0");
+  KV_REQUIRE(n == 0 || out, "FillDummy", "null pointer");
+  return CudaStatus(internal::LaunchFillDummy(out, n, seed, ones, amplitude, stream),
+                    "FillDummyKernel");
+}
+
+absl::Status WriteKvCache(const bf16* k, const bf16* v, int64_t num_tokens, int64_t row,
+                          const int64_t* slot_mapping, bf16* k_cache, bf16* v_cache,
+                          cudaStream_t stream) {
+  const char* op = "WriteKvCache";
+  KV_REQUIRE(num_tokens >= 0 && row > 0, op, "bad shape");
+  KV_REQUIRE(num_tokens <= INT32_MAX, op, "more than 2^31 tokens");
+  KV_REQUIRE(num_tokens == 0 || (k && v && slot_mapping && k_cache && v_cache), op, "null pointer");
+  return CudaStatus(
+      internal::LaunchWriteKv(k, v, num_tokens, row, slot_mapping, k_cache, v_cache, stream),
+      "WriteKvKernel");
 }
 
 }  // namespace kvasir::cuda

@@ -54,7 +54,7 @@ absl::Status SiluMul(const bf16* gate, const bf16* up, int64_t in_row_stride, in
 absl::Status RopeAndWriteKv(const RopeKvArgs& args, cudaStream_t stream);
 
 // One layer's paged KV cache for attention is a PagedKv (kernel_args.h: caches, block_size,
-// num_kv_heads, head_dim 64 or 128, kv_indptr, kv_indices, seq_lens).
+// num_kv_heads, head_dim 16, 32, 64, 128 or 256, kv_indptr, kv_indices, seq_lens).
 //
 // Decode attention, one query token per sequence at position seq_lens[s] - 1, over positions
 // [0, seq_lens[s]) (its own K/V already written by RopeAndWriteKv). GQA: head h reads kv head
@@ -74,6 +74,37 @@ absl::Status DecodeAttention(const DecodeAttentionArgs& args, cudaStream_t strea
 // [0, seq_lens[s] - q_len + i], i.e. the cached prefix and the chunk up to itself. GQA as above.
 // A flash-attention-2 style tiled kernel (online softmax over 32-position tiles, fp32 SIMT).
 absl::Status PrefillAttention(const PrefillAttentionArgs& args, cudaStream_t stream);
+
+// The engine's glue (glue.cu), each one pass over its data:
+// a[i] = bf16(a[i] + b[i]) for i < n (the residual add); b may not overlap a unless equal.
+absl::Status AddInPlace(bf16* a, const bf16* b, int64_t n, cudaStream_t stream);
+// out[i] = x[rows[i]] for i < num_rows; x [*, dim], out [num_rows, dim], not overlapping.
+absl::Status GatherRows(const bf16* x, int64_t dim, const int32_t* rows, int64_t num_rows,
+                        bf16* out, cudaStream_t stream);
+// out[i] = float(x[i]) for i < n.
+absl::Status ToFloat(const bf16* x, int64_t n, float* out, cudaStream_t stream);
+// The RoPE table of num_tokens positions: row t is the cos of the rot_dim / 2 angles, then their
+// sin, both times attention_factor. Angles are float(p) * inv_freq[i], or with recurrence
+// llama.cpp's theta_0 = p, theta_i = theta_{i-1} * inv_freq[1] (as kernels/cpu RopeCosSin).
+absl::Status RopeTable(const int32_t* positions, int64_t num_tokens, const float* inv_freq,
+                       int32_t rot_dim, bool recurrence, float attention_factor, float* cos_sin,
+                       cudaStream_t stream);
+// Rotates dims [rot_offset, rot_offset + rot_dim) of every head of x ([num_tokens, num_heads *
+// head_dim], in place) by row t of cos_sin (RopeTable), computed in float.
+absl::Status RopeApply(bf16* x, int64_t num_tokens, int32_t num_heads, int32_t head_dim,
+                       int32_t rot_offset, int32_t rot_dim, const float* cos_sin, RopeStyle style,
+                       cudaStream_t stream);
+// Stores row t of k and v ([num_tokens, row] each, row = num_kv_heads * head_dim) into slot
+// slot_mapping[t] of the caches ([slots, row]); a slot of -1 is skipped.
+absl::Status WriteKvCache(const bf16* k, const bf16* v, int64_t num_tokens, int64_t row,
+                          const int64_t* slot_mapping, bf16* k_cache, bf16* v_cache,
+                          cudaStream_t stream);
+
+// A dummy weight made on the device (engine/weights/dummy_weights.h): out[i] = bf16 of 1 when
+// ones, else (2u_i - 1) * amplitude, u_i the top 53 bits of splitmix64(seed + (i + 1) *
+// 0x9E3779B97F4A7C15) over 2^53 — the host's DummyWeightSource values, bit for bit.
+absl::Status FillDummy(bf16* out, int64_t n, uint64_t seed, bool ones, double amplitude,
+                       cudaStream_t stream);
 
 // ids[r] = argmax of logits row r ([rows, vocab] float32): the lowest index on ties, NaNs
 // skipped (0 when a row is all NaN) — the CPU sampler's rule (kernels/cpu/ops.h Argmax).

@@ -136,10 +136,16 @@ cudaError_t Launch(const PrefillAttentionArgs& a, cudaStream_t stream) {
 cudaError_t LaunchPrefillAttention(const PrefillAttentionArgs& args, cudaStream_t stream) {
   if (args.num_seqs == 0 || args.max_query_len == 0) return cudaSuccess;
   switch (args.kv.head_dim) {
+    case 16:
+      return Launch<16>(args, stream);
+    case 32:
+      return Launch<32>(args, stream);
     case 64:
       return Launch<64>(args, stream);
     case 128:
       return Launch<128>(args, stream);
+    case 256:
+      return Launch<256>(args, stream);
     default:
       return cudaErrorInvalidValue;
   }

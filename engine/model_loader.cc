@@ -56,7 +56,7 @@ std::string ModelName(const std::string& path) {
   return name;
 }
 
-absl::StatusOr<LoadedModel> LoadDummyModel(const std::string& path) {
+absl::StatusOr<LoadedModel> LoadDummyModel(const std::string& path, bool on_device) {
   std::error_code ec;
   if (!fs::exists(path, ec)) {
     return absl::NotFoundError(absl::StrCat("model path '", path, "' does not exist"));
@@ -78,13 +78,17 @@ absl::StatusOr<LoadedModel> LoadDummyModel(const std::string& path) {
     KV_ASSIGN_OR_RETURN(std::unique_ptr<GgufFile> file, GgufFile::Open(path));
     KV_ASSIGN_OR_RETURN(m.config, ConfigFromGguf(*file));
     KV_ASSIGN_OR_RETURN(m.tokenizer, TokenizerFromGguf(*file));
-    m.weights = std::make_unique<DummyWeightSource>(absl::StrCat("dummy weights for ", path));
+    m.weights = std::make_unique<DummyWeightSource>(
+        absl::StrCat("dummy weights for ", path),
+        on_device ? DummyWeightSource::kOnDevice : DummyWeightSource::kOnHost);
     return m;
   }
   if (fs::exists(dir / "tokenizer.json")) {
     KV_ASSIGN_OR_RETURN(m.tokenizer, Tokenizer::FromDirectory(dir.string()));
   }
-  m.weights = std::make_unique<DummyWeightSource>(absl::StrCat("dummy weights for ", path));
+  m.weights = std::make_unique<DummyWeightSource>(
+      absl::StrCat("dummy weights for ", path),
+      on_device ? DummyWeightSource::kOnDevice : DummyWeightSource::kOnHost);
   return m;
 }
 
@@ -121,7 +125,7 @@ absl::StatusOr<GgufVocab> ReadGgufVocab(const GgufFile& f) {
 }
 
 absl::StatusOr<LoadedModel> LoadModel(const std::string& path, const LoadOptions& options) {
-  if (options.dummy_weights) return LoadDummyModel(path);
+  if (options.dummy_weights) return LoadDummyModel(path, options.dummy_on_device);
   KV_ASSIGN_OR_RETURN(bool gguf, IsGgufFile(path));
   LoadedModel m;
   m.name = ModelName(path);

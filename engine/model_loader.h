@@ -28,6 +28,10 @@ struct LoadOptions {
   // only has to give the config (a GGUF file, a directory holding config.json, or a config.json
   // file) and, where it has one, the tokenizer.
   bool dummy_weights = false;
+  // With dummy_weights: the tensors are made by the backend in its own memory (bf16, the same
+  // values DummyWeightSource makes on the host) instead of on the host first: a device backend
+  // then loads a 30B-parameter dummy model without 60 GB of host buffers (dummy_weights.h).
+  bool dummy_on_device = false;
 };
 
 // NotFound naming the path when it does not exist; InvalidArgument/DataLoss naming the file and

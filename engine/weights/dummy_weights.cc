@@ -23,23 +23,30 @@ uint16_t ToHalfBits(float f, DType dtype) {
 
 // splitmix64: a fast, well-mixed stream of 64-bit values from one seed.
 uint64_t NextRandom(uint64_t& state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+  uint64_t z = (state += kDummyGolden);
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
 }
 
+}  // namespace
+
 // FNV-1a: a seed that is the same in every process (absl::Hash is not).
-uint64_t NameSeed(std::string_view name) {
+uint64_t DummyNameSeed(std::string_view name) {
   uint64_t h = 0xCBF29CE484222325ull;
   for (unsigned char c : name) h = (h ^ c) * 0x100000001B3ull;
   return h;
 }
 
-}  // namespace
+bool DummyIsNorm(std::string_view name) { return name.ends_with("norm.weight"); }
 
 DummyWeightSource::DummyWeightSource(std::string describe, DType dtype)
     : describe_(std::move(describe)), dtype_(dtype) {}
+
+DummyWeightSource::DummyWeightSource(std::string describe, Where where)
+    : describe_(std::move(describe)),
+      dtype_(where == kOnDevice ? DType::kBF16 : DType::kF32),
+      on_device_(where == kOnDevice) {}
 
 std::vector<std::string> DummyWeightSource::TensorNames() const {
   std::lock_guard<std::mutex> lock(mu_);
@@ -81,11 +88,21 @@ absl::StatusOr<TensorView> DummyWeightSource::GetWithShape(std::string_view name
     }
     numel *= d;
   }
+  TensorView view;
+  view.name = std::string(name);
+  view.dtype = dtype_;
+  view.shape.assign(shape.begin(), shape.end());
+  view.nbytes = numel * elem;
+  if (on_device_) {  // data stays null: the backend makes the values
+    order_.push_back(view.name);
+    tensors_.emplace(view.name, view);
+    return view;
+  }
   std::vector<uint8_t>& buf = buffers_.emplace_back(static_cast<size_t>(numel * elem));
-  const bool is_norm = name.ends_with("norm.weight");
+  const bool is_norm = DummyIsNorm(name);
   // Uniform in [-a, a] has standard deviation a / sqrt(3).
-  const float a = 0.02f * std::sqrt(3.0f);
-  uint64_t state = NameSeed(name);
+  const double a = kDummyAmplitude;
+  uint64_t state = DummyNameSeed(name);
   for (int64_t i = 0; i < numel; ++i) {
     float v = 1.0f;
     if (!is_norm) {
@@ -99,12 +116,7 @@ absl::StatusOr<TensorView> DummyWeightSource::GetWithShape(std::string_view name
       std::memcpy(buf.data() + i * 2, &h, 2);
     }
   }
-  TensorView view;
-  view.name = std::string(name);
-  view.dtype = dtype_;
-  view.shape.assign(shape.begin(), shape.end());
   view.data = buf.data();
-  view.nbytes = numel * elem;
   order_.push_back(view.name);
   tensors_.emplace(view.name, view);
   return view;

@@ -12,16 +12,33 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/weights/weight_source.h"
 
 namespace kvasir {
 
+// Value i of a dummy tensor (not a norm) is (2u - 1) * kDummyAmplitude with u = the top 53 bits
+// of DummyMix(DummyNameSeed(name) + (i + 1) * kDummyGolden) over 2^53: a counter-based stream,
+// so a device can make element i on its own (kernels/cuda FillDummy). Norm weights
+// (DummyIsNorm) are 1.
+inline constexpr uint64_t kDummyGolden = 0x9E3779B97F4A7C15ull;
+// 0.02 * sqrt(3) rounded to float (uniform in [-a, a] has standard deviation a / sqrt(3) = 0.02).
+inline constexpr double kDummyAmplitude = 0x1.1bc77ap-5;
+uint64_t DummyNameSeed(std::string_view name);
+bool DummyIsNorm(std::string_view name);
+
 class DummyWeightSource final : public WeightSource {
  public:
-  // `dtype`: kF32, kF16 or kBF16 (what the tensors are made in).
+  enum Where {
+    kOnHost,    // the tensors are made here; TensorView::data points to them
+    kOnDevice,  // TensorView::data is null: the backend makes the tensor itself, in bf16
+                // (Ops::Upload), from the name (DummyNameSeed, DummyIsNorm)
+  };
+  // `dtype`: kF32, kF16 or kBF16 (what the tensors are made in; kBF16 for kOnDevice).
   explicit DummyWeightSource(std::string describe, DType dtype = DType::kF32);
+  DummyWeightSource(std::string describe, Where where);
 
   std::string Describe() const override { return describe_; }
   // The tensors made so far.
@@ -39,6 +56,7 @@ class DummyWeightSource final : public WeightSource {
  private:
   std::string describe_;
   DType dtype_;
+  bool on_device_ = false;
   mutable std::mutex mu_;  // loading is single-threaded today; this keeps the contract honest
   mutable std::deque<std::vector<uint8_t>> buffers_;
   mutable std::map<std::string, TensorView, std::less<>> tensors_;

@@ -14,6 +14,7 @@
 #include "engine/util/status_macros.h"
 #include "kernels/check.h"
 #include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/fp16.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/mla.h"
 #include "kernels/cpu/moe.h"
@@ -77,11 +78,25 @@ class CpuOps : public Ops {
   }
 
   absl::StatusOr<Weight> Upload(const TensorView& t) override {
+    if (t.data == nullptr && t.numel() > 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor '", t.name, "' has no data (dummy weights made on a device need a device)"));
+    }
     Weight w;
     w.data = t.data;
     w.dtype = t.dtype;
     w.cols = t.shape.empty() ? 1 : t.shape.back();
     w.rows = w.cols == 0 ? 0 : t.numel() / w.cols;
+    // Vectors (norm weights, biases) are read as float32 by the kernels: a bf16 or f16 checkpoint's
+    // are converted once (they are small); matrices keep their type (MatMul dispatches on it).
+    if (t.shape.size() <= 1 && (t.dtype == DType::kBF16 || t.dtype == DType::kF16)) {
+      std::vector<float> values(t.numel());
+      const uint16_t* h = static_cast<const uint16_t*>(t.data);
+      for (int64_t i = 0; i < t.numel(); ++i) {
+        values[i] = t.dtype == DType::kBF16 ? cpu::Bf16ToFp32(h[i]) : cpu::Fp16ToFp32(h[i]);
+      }
+      return UploadFloats(values);
+    }
     return w;
   }
 
@@ -141,23 +156,24 @@ class CpuOps : public Ops {
 
   void Embedding(const Weight& table, Tensor out) override {
     cpu::Embedding(table.data, table.dtype, table.cols, batch_->token_ids.data(), out.rows,
-                   out.data);
+                   out.f32());
   }
 
   void RmsNorm(Tensor x, const Weight& w, float eps, Tensor out) override {
-    cpu::RmsNorm(x.data, static_cast<const float*>(w.data), x.rows, x.cols, eps, out.data, &pool_);
+    cpu::RmsNorm(x.f32(), static_cast<const float*>(w.data), x.rows, x.cols, eps, out.f32(),
+                 &pool_);
   }
 
   void MatMul(Tensor x, const Weight& w, const Weight* bias, Tensor out) override {
     KV_DCHECK(w.cols == x.cols && w.rows == out.cols);
-    cpu::MatMul(x.data, x.rows, x.cols, w.data, w.dtype, w.rows,
-                bias ? static_cast<const float*>(bias->data) : nullptr, out.data, &pool_);
+    cpu::MatMul(x.f32(), x.rows, x.cols, w.data, w.dtype, w.rows,
+                bias ? static_cast<const float*>(bias->data) : nullptr, out.f32(), &pool_);
   }
 
-  void Add(Tensor a, Tensor b) override { cpu::AddInPlace(a.data, b.data, a.numel()); }
+  void Add(Tensor a, Tensor b) override { cpu::AddInPlace(a.f32(), b.f32(), a.numel()); }
 
   void SiluMul(Tensor gate, Tensor up, Tensor out) override {
-    cpu::SiluMul(gate.data, up.data, gate.numel(), out.data);
+    cpu::SiluMul(gate.f32(), up.f32(), gate.numel(), out.f32());
   }
 
   Tensor RopeTable(const Weight& inv_freq, int32_t rot_dim, RopeAngles angles,
@@ -167,9 +183,9 @@ class CpuOps : public Ops {
                     rot_dim,
                     angles == RopeAngles::kGgmlRecurrence ? cpu::RopeAngles::kGgmlRecurrence
                                                           : cpu::RopeAngles::kProduct,
-                    table.data);
+                    table.f32());
     if (attention_factor != 1.0f) {
-      for (int64_t i = 0; i < table.numel(); ++i) table.data[i] *= attention_factor;
+      for (int64_t i = 0; i < table.numel(); ++i) table.f32()[i] *= attention_factor;
     }
     return table;
   }
@@ -180,18 +196,18 @@ class CpuOps : public Ops {
     // Head h of token t starts at x + (t * heads + h) * head_dim; shifting the base by rot_offset
     // rotates [rot_offset, rot_offset + rot_dim) of every head (the last stays inside x).
     cpu::RopeApply(
-        x.data + rot_offset, x.rows, static_cast<int>(x.cols / head_dim), head_dim,
-        static_cast<int>(table.cols), table.data,
+        x.f32() + rot_offset, x.rows, static_cast<int>(x.cols / head_dim), head_dim,
+        static_cast<int>(table.cols), table.f32(),
         layout == RopeLayout::kInterleaved ? cpu::RopeStyle::kInterleaved : cpu::RopeStyle::kNeox);
   }
 
   void Attention(int32_t layer, Tensor q, Tensor k, Tensor v, float scale, Tensor out) override {
     float* kc = k_cache_[layer].get();
     float* vc = v_cache_[layer].get();
-    cpu::WriteKvCache(k.data, v.data, k.rows, kv_.num_kv_heads, kv_.head_dim,
+    cpu::WriteKvCache(k.f32(), v.f32(), k.rows, kv_.num_kv_heads, kv_.head_dim,
                       batch_->slot_mapping.data(), kc, vc);
     cpu::PagedAttentionArgs a;
-    a.q = q.data;
+    a.q = q.f32();
     a.k_cache = kc;
     a.v_cache = vc;
     a.num_seqs = batch_->num_seqs();
@@ -204,7 +220,7 @@ class CpuOps : public Ops {
     a.seq_lens = batch_->seq_lens.data();
     a.block_table_indptr = batch_->block_table_indptr.data();
     a.block_table = batch_->block_table.data();
-    a.out = out.data;
+    a.out = out.f32();
     cpu::PagedAttention(a, &pool_);
   }
 
@@ -213,10 +229,10 @@ class CpuOps : public Ops {
     KV_DCHECK(kv_.layout == KvLayout::kMlaLatent && dims.kv_lora_rank == kv_.kv_lora_rank &&
               dims.rope_dim == kv_.rope_dim);
     float* cache = k_cache_[layer].get();
-    cpu::WriteMlaCache(latent.data, k_rope.data, latent.rows, dims.kv_lora_rank, dims.rope_dim,
+    cpu::WriteMlaCache(latent.f32(), k_rope.f32(), latent.rows, dims.kv_lora_rank, dims.rope_dim,
                        batch_->slot_mapping.data(), cache);
     cpu::MlaAttentionArgs a;
-    a.q = q.data;
+    a.q = q.f32();
     a.cache = cache;
     a.kv_b = kv_b.data;
     a.kv_b_dtype = kv_b.dtype;
@@ -232,7 +248,7 @@ class CpuOps : public Ops {
     a.seq_lens = batch_->seq_lens.data();
     a.block_table_indptr = batch_->block_table_indptr.data();
     a.block_table = batch_->block_table.data();
-    a.out = out.data;
+    a.out = out.f32();
     cpu::MlaAttention(a, cpu::MlaForm::kByQueryCount, &mla_scratch_, &pool_);
   }
 
@@ -251,7 +267,7 @@ class CpuOps : public Ops {
     cpu::MoeRoute(moe_logits_.data(), n, r, bias, moe_ids_.data(), moe_weights_.data(), &pool_);
     cpu::MoePermute(moe_ids_.data(), n, r.top_k, r.num_experts, &moe_perm_);
     moe_xs_.resize(assignments * h);
-    cpu::MoeGatherRows(x.data, h, moe_perm_.source_token.data(), assignments, moe_xs_.data(),
+    cpu::MoeGatherRows(x.f32(), h, moe_perm_.source_token.data(), assignments, moe_xs_.data(),
                        &pool_);
     moe_experts_.resize(r.num_experts);
     for (int32_t e = 0; e < r.num_experts; ++e) {
@@ -272,19 +288,19 @@ class CpuOps : public Ops {
     a.scratch_up = moe_up_.data();
     a.ys = moe_ys_.data();
     cpu::MoeExpertsSwiGlu(a, &pool_);
-    cpu::MoeCombine(a.ys, h, moe_perm_.row_of.data(), moe_weights_.data(), n, r.top_k, out.data,
+    cpu::MoeCombine(a.ys, h, moe_perm_.row_of.data(), moe_weights_.data(), n, r.top_k, out.f32(),
                     &pool_);
   }
 
   void GatherLogitsRows(Tensor x, Tensor out) override {
     for (int64_t i = 0; i < out.rows; ++i) {
-      std::memcpy(out.data + i * x.cols, x.data + batch_->logits_indices[i] * x.cols,
+      std::memcpy(out.f32() + i * x.cols, x.f32() + batch_->logits_indices[i] * x.cols,
                   x.cols * sizeof(float));
     }
   }
 
   void CopyToHost(Tensor x, float* host) override {
-    std::memcpy(host, x.data, x.numel() * sizeof(float));
+    std::memcpy(host, x.f32(), x.numel() * sizeof(float));
   }
 
  private:

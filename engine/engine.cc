@@ -224,8 +224,9 @@ absl::Status Engine::Impl::Init(const EngineOptions& options) {
         "long_prefill_chunk must be >= 0 and max_long_partial_prefills >= 1");
   }
   observer_ = options.observer;
-  KV_ASSIGN_OR_RETURN(model,
-                      LoadModel(options.model_path, {.dummy_weights = options.dummy_weights}));
+  KV_ASSIGN_OR_RETURN(
+      model, LoadModel(options.model_path, {.dummy_weights = options.dummy_weights,
+                                            .dummy_on_device = options.device == Device::kCuda}));
   const ModelConfig& c = model.config;
   int64_t max_len = std::min(c.max_position_embeddings, kDefaultMaxModelLen);
   if (options.max_model_len > 0)
@@ -233,6 +234,13 @@ absl::Status Engine::Impl::Init(const EngineOptions& options) {
   if (max_len <= 0) max_len = kDefaultMaxModelLen;
 
   RunnerOptions ro;
+  ro.device = options.device;
+  ro.cuda_device = options.cuda_device;
+  ro.gpu_memory_utilization = options.gpu_memory_utilization;
+  ro.cuda_graphs = options.cuda_graphs;
+  ro.max_num_seqs = options.max_num_seqs;
+  ro.max_batched_tokens = options.max_batched_tokens;
+  ro.max_model_len = static_cast<int32_t>(max_len);
   ro.num_threads = options.num_threads;
   ro.block_size = options.block_size;
   ro.kv_cache_bytes = options.kv_cache_bytes;

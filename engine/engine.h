@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/events.h"
+#include "engine/model_runner.h"
 #include "engine/request.h"
 
 namespace kvasir {
@@ -25,8 +26,12 @@ struct EngineOptions {
   // Made-up weights of the model's config (benchmarks of everything but the model's numbers);
   // model_path then needs only the config: see LoadOptions in engine/model_loader.h.
   bool dummy_weights = false;
-  int num_threads = 0;        // CPU compute threads; 0 = all cores
-  int32_t max_num_seqs = 64;  // running sequences per step
+  Device device = Device::kCpu;  // where the model runs (engine/model_runner.h)
+  int cuda_device = 0;
+  double gpu_memory_utilization = 0.9;  // CUDA: share of the device memory to fill
+  bool cuda_graphs = true;              // CUDA: record and replay decode steps
+  int num_threads = 0;                  // CPU compute threads; 0 = all cores
+  int32_t max_num_seqs = 64;            // running sequences per step
   // Tokens computed per step (prefill chunks + decodes). It bounds how long decodes wait while
   // prompts are prefilled: 512 tokens is about a second on 2 CPU cores.
   int32_t max_batched_tokens = 512;

@@ -1,17 +1,72 @@
 #include "engine/model_runner.h"
 
 #include <algorithm>
+#include <optional>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "engine/util/status_macros.h"
 
 namespace kvasir {
+namespace {
+
+// The largest steps the scheduler can make under the runner's bounds: a whole-budget prefill of
+// one sequence that wants logits for every position (prompt logprobs), and decode steps of as
+// many sequences as fit, at the context limit (decode attention's workspace grows with both).
+// Their page tables point at block 0: the backend only counts while it runs them.
+class WorstCaseBatches {
+ public:
+  explicit WorstCaseBatches(const RunnerOptions& o) {
+    const int32_t len = std::max(1, o.max_model_len);
+    const int32_t prefill = std::max(1, std::min(o.max_batched_tokens, len));
+    Add(1, prefill, len, /*all_logits=*/true, &prefill_);
+    const int32_t seqs = std::max(1, std::min(o.max_num_seqs, o.max_batched_tokens));
+    Add(seqs, 1, len, false, &decode_);
+    Add(1, 1, len, false, &decode_one_);
+  }
+  std::vector<const StepBatch*> all() const { return {&prefill_, &decode_, &decode_one_}; }
+
+ private:
+  static void Add(int32_t seqs, int32_t tokens_per_seq, int32_t seq_len, bool all_logits,
+                  StepBatch* b) {
+    b->query_start.push_back(0);
+    b->block_table_indptr.push_back(0);
+    for (int32_t s = 0; s < seqs; ++s) {
+      b->seqs.push_back({.uid = static_cast<uint64_t>(s) + 1,
+                         .start_position = seq_len - tokens_per_seq,
+                         .num_new_tokens = tokens_per_seq,
+                         .samples = true,
+                         .num_prompt_logit_rows = all_logits ? tokens_per_seq - 1 : 0});
+      for (int32_t t = 0; t < tokens_per_seq; ++t) {
+        if (all_logits || t == tokens_per_seq - 1) b->logits_indices.push_back(b->num_tokens());
+        b->token_ids.push_back(0);
+        b->positions.push_back(seq_len - tokens_per_seq + t);
+        b->slot_mapping.push_back(-1);
+      }
+      b->query_start.push_back(b->num_tokens());
+      b->seq_lens.push_back(seq_len);
+      b->block_table.push_back(0);
+      b->block_table_indptr.push_back(static_cast<int32_t>(b->block_table.size()));
+    }
+  }
+  StepBatch prefill_, decode_, decode_one_;
+};
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const ModelConfig& config,
                                                                  const WeightSource& weights,
                                                                  const RunnerOptions& options) {
   std::unique_ptr<ModelRunner> r(new ModelRunner());
-  r->ops_ = MakeCpuOps(options.num_threads);
+  if (options.device == Device::kCuda) {
+    KV_ASSIGN_OR_RETURN(r->ops_, MakeCudaOps({.device = options.cuda_device,
+                                              .max_num_seqs = options.max_num_seqs,
+                                              .max_batched_tokens = options.max_batched_tokens,
+                                              .max_model_len = options.max_model_len,
+                                              .cuda_graphs = options.cuda_graphs}));
+  } else {
+    r->ops_ = MakeCpuOps(options.num_threads);
+  }
   KV_ASSIGN_OR_RETURN(r->model_, ModelRegistry::Get().Create(config));
   absl::Status loaded = r->model_->Load(weights, *r->ops_);
   if (!loaded.ok()) {
@@ -19,13 +74,24 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const ModelConf
   }
   r->kv_spec_ = r->model_->KvSpec();
   r->kv_spec_.block_size = options.block_size;
+  r->kv_spec_.dtype = r->ops_->KvCacheDType();
+
+  // Activations first (a device backend reserves its arena for the largest steps), then the KV
+  // pool from what is left.
+  const WorstCaseBatches worst(options);
+  KV_RETURN_IF_ERROR(r->ops_->ReserveActivations(
+      worst.all(), [&r](const StepBatch& b) { return r->model_->Forward(b, *r->ops_); }));
+
   // The model's own bytes per token (MLA caches a latent, not K and V per head).
   const int64_t token_bytes = r->kv_spec_.bytes_per_token();
   const int64_t block_bytes = token_bytes * options.block_size;
-  const int64_t pool_bytes =
-      options.kv_cache_bytes > 0
-          ? options.kv_cache_bytes
-          : std::min(options.max_default_kv_bytes, options.default_kv_tokens * token_bytes);
+  int64_t pool_bytes = options.kv_cache_bytes;
+  if (pool_bytes <= 0) {
+    const std::optional<int64_t> budget = r->ops_->KvCacheBudget(options.gpu_memory_utilization);
+    pool_bytes = budget.has_value() ? *budget
+                                    : std::min(options.max_default_kv_bytes,
+                                               options.default_kv_tokens * token_bytes);
+  }
   const int64_t num_blocks = pool_bytes / block_bytes;
   if (num_blocks < 1 || num_blocks > INT32_MAX) {
     return absl::InvalidArgumentError(
@@ -38,8 +104,8 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const ModelConf
 }
 
 const std::vector<float>& ModelRunner::Execute(const StepBatch& batch) {
-  ops_->BeginStep(batch);
-  Tensor logits = model_->Forward(batch, *ops_);
+  const Tensor logits =
+      ops_->RunStep(batch, [this](const StepBatch& b) { return model_->Forward(b, *ops_); });
   logits_.resize(logits.numel());
   ops_->CopyToHost(logits, logits_.data());
   return logits_;

@@ -15,7 +15,19 @@
 
 namespace kvasir {
 
+enum class Device { kCpu, kCuda };
+
 struct RunnerOptions {
+  Device device = Device::kCpu;
+  int cuda_device = 0;
+  // CUDA: the share of the device's memory this process may fill (weights, activations, KV
+  // pool); the pool takes what the rest leaves, unless kv_cache_bytes is set.
+  double gpu_memory_utilization = 0.9;
+  bool cuda_graphs = true;
+  // The scheduler's bounds of a step: a backend with a fixed arena reserves for them.
+  int32_t max_num_seqs = 64;
+  int32_t max_batched_tokens = 512;
+  int32_t max_model_len = 8192;
   int num_threads = 0;
   int32_t block_size = 16;
   int64_t kv_cache_bytes = 0;  // the whole pool; must hold at least one block. 0: enough for

@@ -1,13 +1,16 @@
 // The model <-> device seam: the ops model code is written against. Each backend (CPU now, CUDA
 // later) implements them; model code never names a device.
 //
-// Activations are row-major 2-D float tensors in the backend's memory, allocated from a
-// per-step arena (Alloc), valid until the next BeginStep. Weights are uploaded once (Upload).
+// Activations are row-major 2-D tensors of the backend's activation type in its memory, allocated
+// from a per-step arena (Alloc), valid until the next BeginStep. Weights are uploaded once
+// (Upload).
 #ifndef KVASIR_ENGINE_OPS_H_
 #define KVASIR_ENGINE_OPS_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,14 +23,19 @@
 
 namespace kvasir {
 
-// A [rows, cols] float32 activation, contiguous, owned by the backend's step arena.
+// A [rows, cols] activation, contiguous, owned by the backend's step arena. Its element type is
+// the backend's activation type (float32 on the CPU, bf16 on CUDA) or float32 where a backend
+// is asked for it (AllocF32: logits, RoPE tables). Model code never reads the elements, so it is
+// the same for every backend.
 struct Tensor {
-  float* data = nullptr;
+  void* data = nullptr;
   int64_t rows = 0;
   int64_t cols = 0;
+  DType dtype = DType::kF32;  // set by the backend's Alloc / AllocF32
+  float* f32() const { return static_cast<float*>(data); }
   int64_t numel() const { return rows * cols; }
   // The same memory seen as [numel / cols, cols]; numel must divide.
-  Tensor View(int64_t new_cols) const { return {data, numel() / new_cols, new_cols}; }
+  Tensor View(int64_t new_cols) const { return {data, numel() / new_cols, new_cols, dtype}; }
 };
 
 // A weight in backend memory: a matrix [rows, cols] (a linear layer is [out, in]) or a vector
@@ -109,13 +117,43 @@ class Ops {
   virtual ~Ops() = default;
   virtual std::string Describe() const = 0;
 
-  // Weights: copies or maps a loaded tensor into backend memory, as a [rows, cols] weight.
+  // Weights: copies or maps a loaded tensor into backend memory, as a [rows, cols] weight. A
+  // device backend also accepts a view without data: a dummy tensor it makes itself
+  // (engine/weights/dummy_weights.h, DummyWeightSource::kOnDevice).
   virtual absl::StatusOr<Weight> Upload(const TensorView& t) = 0;
   virtual absl::Status AllocateKvCache(const KvCacheSpec& spec) = 0;
 
+  // The KV cache element type this backend keeps (KvCacheSpec::dtype, which sizes the pool).
+  virtual DType KvCacheDType() const { return DType::kF32; }
+
+  // Device memory the KV pool may take once weights and activations are placed: utilization
+  // times the device's memory, less what is in use. nullopt for a backend without a device
+  // memory limit (the CPU), whose pool the runner sizes from the context limits.
+  virtual std::optional<int64_t> KvCacheBudget(double /*utilization*/) { return std::nullopt; }
+
+  // Reserves the step arena for the largest steps the scheduler can make: forward(batch) runs
+  // the model on each worst-case batch with the backend counting, not computing (no kernels, no
+  // cache writes). A no-op for a backend whose arena grows on demand (the CPU).
+  virtual absl::Status ReserveActivations(const std::vector<const StepBatch*>& /*worst_cases*/,
+                                          const std::function<Tensor(const StepBatch&)>& /*fwd*/) {
+    return absl::OkStatus();
+  }
+
+  // One step: BeginStep(batch), then forward(batch) (the model), returning its logits. A backend
+  // may instead replay a recording of forward on a batch of the same shape (CUDA graphs of
+  // decode steps), which is why the model runs through this.
+  virtual Tensor RunStep(const StepBatch& batch,
+                         const std::function<Tensor(const StepBatch&)>& forward) {
+    BeginStep(batch);
+    return forward(batch);
+  }
+
   // Per step: resets the arena and makes the batch's index arrays visible to the device.
   virtual void BeginStep(const StepBatch& batch) = 0;
+  // An activation of the backend's type.
   virtual Tensor Alloc(int64_t rows, int64_t cols) = 0;
+  // A float32 tensor whatever the activation type: logits (MatMul writes float32 into it).
+  virtual Tensor AllocF32(int64_t rows, int64_t cols) { return Alloc(rows, cols); }
 
   // out[t] = table[batch.token_ids[t]]
   virtual void Embedding(const Weight& table, Tensor out) = 0;
@@ -169,6 +207,23 @@ class Ops {
 
 // The CPU backend (kernels/cpu), num_threads compute threads (0 = all cores).
 std::unique_ptr<Ops> MakeCpuOps(int num_threads);
+
+// The CUDA backend (engine/cuda_ops.cc, kernels/cuda): bf16 weights and activations.
+struct CudaOpsOptions {
+  int device = 0;
+  // Bounds of every step (the scheduler's limits): they size the metadata buffers and the
+  // arena, and bound the contexts a captured decode graph serves.
+  int32_t max_num_seqs = 0;
+  int32_t max_batched_tokens = 0;
+  int32_t max_model_len = 0;
+  // Record decode steps (every sequence one token) as CUDA graphs, one per padded batch size
+  // (1, 2, 4, 8, then multiples of 8 up to max_num_seqs), and replay them.
+  bool cuda_graphs = true;
+};
+// True when this build has the CUDA backend (CMake found the toolkit).
+bool CudaBackendBuilt();
+// FAILED_PRECONDITION when the build has no CUDA backend or no device is usable.
+absl::StatusOr<std::unique_ptr<Ops>> MakeCudaOps(const CudaOpsOptions& options);
 
 }  // namespace kvasir
 

@@ -1,5 +1,7 @@
 #include "server/engine_flags.h"
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace kvasir::server {
@@ -9,6 +11,13 @@ const FlagSpec kEngineFlags[] = {
     {"load-format", true, "FORMAT",
      "auto (read the weights) or dummy (make them up from the model's config: for benchmarks "
      "of everything but the model's numbers; --model may then be a config.json) (default auto)"},
+    {"device", true, "DEVICE",
+     "cpu, or cuda / cuda:N (the CUDA backend on device N; bf16 weights and KV cache) "
+     "(default cpu)"},
+    {"gpu-memory-utilization", true, "F",
+     "cuda: share of the device memory to fill; the KV pool takes what weights and activations "
+     "leave (default 0.9)"},
+    {"no-cuda-graphs", false, "", "cuda: run decode steps eagerly, without CUDA graphs"},
     {"threads", true, "N", "CPU compute threads (default: all cores)"},
     {"max-num-seqs", true, "N", "running sequences per step (default 64)"},
     {"max-batched-tokens", true, "N",
@@ -73,6 +82,27 @@ absl::Status ReadEngineFlags(const ParsedArgs& args, EngineOptions* o) {
         absl::StrCat("--load-format must be auto or dummy, got '", load_format, "'"));
   }
   o->dummy_weights = load_format == "dummy";
+  const std::string device = args.GetString("device", "cpu");
+  if (device == "cpu") {
+    o->device = Device::kCpu;
+  } else if (device == "cuda" || absl::StartsWith(device, "cuda:")) {
+    o->device = Device::kCuda;
+    if (device.size() > 5 && !absl::SimpleAtoi(device.substr(5), &o->cuda_device)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--device cuda:N needs a device number, got '", device, "'"));
+    }
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--device must be cpu, cuda or cuda:N, got '", device, "'"));
+  }
+  auto utilization = args.GetDouble("gpu-memory-utilization", o->gpu_memory_utilization);
+  if (!utilization.ok()) return utilization.status();
+  if (!(*utilization > 0.0 && *utilization <= 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--gpu-memory-utilization must be in (0, 1], got ", *utilization));
+  }
+  o->gpu_memory_utilization = *utilization;
+  if (args.Has("no-cuda-graphs")) o->cuda_graphs = false;
   // Consistency between flags (e.g. max_batched_tokens >= max_num_seqs) is Engine::Create's.
   return absl::OkStatus();
 }

@@ -37,7 +37,7 @@ inline Tensor ComputeLogits(Ops& ops, const StepBatch& batch, Tensor x, const We
   Tensor last = ops.Alloc(m, hidden);
   ops.GatherLogitsRows(x, last);
   ops.RmsNorm(last, final_norm, eps, last);
-  Tensor logits = ops.Alloc(m, vocab);
+  Tensor logits = ops.AllocF32(m, vocab);
   ops.MatMul(last, lm_head, nullptr, logits);
   return logits;
 }

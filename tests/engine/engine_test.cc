@@ -8,7 +8,10 @@
 #include <functional>
 #include <random>
 
+#include "engine/model_config.h"
 #include "engine/model_loader.h"
+#include "engine/model_runner.h"
+#include "engine/weights/dummy_weights.h"
 #include "gtest/gtest.h"
 #include "tests/engine/engine_fixtures.h"
 
@@ -338,6 +341,30 @@ TEST(ModelLoaderTest, MissingTruncatedAndCorruptFilesGiveErrorsNamingTheFile) {
   auto tr = LoadModel(truncated);
   EXPECT_FALSE(tr.ok());
   EXPECT_NE(tr.status().message().find("truncated.gguf"), std::string::npos) << tr.status();
+}
+
+// A bf16 checkpoint on the CPU: its vectors (norm weights, biases) are read as what they are. The
+// same made-up weights in float32 and in bf16 (rounded from the same values) give logits within
+// bf16 rounding of each other; misread norm weights would give unrelated ones.
+TEST(EngineTest, Bf16WeightsIncludingNormsGiveTheFloat32ModelsLogits) {
+  auto config = ParseHfConfig(testing::FixturePath("models/qwen2_tiny/config.json"));
+  ASSERT_TRUE(config.ok()) << config.status();
+  std::vector<std::vector<float>> logits;
+  for (DType dtype : {DType::kF32, DType::kBF16}) {
+    DummyWeightSource weights("dummy", dtype);
+    auto runner = ModelRunner::Create(
+        *config, weights, {.num_threads = 2, .block_size = 16, .kv_cache_bytes = 1 << 20});
+    ASSERT_TRUE(runner.ok()) << runner.status();
+    logits.push_back(testing::AllLogits(**runner, {1, 5, 9, 200, 3, 77}));
+  }
+  ASSERT_EQ(logits[0].size(), logits[1].size());
+  double num = 0, den = 0;
+  for (size_t i = 0; i < logits[0].size(); ++i) {
+    num += (logits[0][i] - logits[1][i]) * (logits[0][i] - logits[1][i]);
+    den += logits[0][i] * logits[0][i];
+  }
+  EXPECT_GT(den, 0.0);
+  EXPECT_LE(std::sqrt(num / den), 2e-2);
 }
 
 }  // namespace

@@ -138,7 +138,7 @@ std::vector<float> RunMoe(const HostMoe& layer, const std::vector<float>& x, int
   ops->BeginStep(batch);
   const int64_t tokens = static_cast<int64_t>(x.size()) / kHidden;
   Tensor in = ops->Alloc(tokens, kHidden), out = ops->Alloc(tokens, kHidden);
-  std::copy(x.begin(), x.end(), in.data);
+  std::copy(x.begin(), x.end(), in.f32());
   ops->Moe(in, w, out);
   std::vector<float> host(out.numel());
   ops->CopyToHost(out, host.data());

@@ -1,0 +1,258 @@
+// The engine on the CUDA backend (label gpu): the tiny Hugging Face models of every architecture
+// (tools/gen_golden_models.py) against transformers' float32 logits and greedy continuations, and
+// against the CPU backend; the memory planner; CUDA graphs against eager decode. Without a usable
+// CUDA device (or in a build without the CUDA backend) every test is skipped, visibly.
+//
+// bf16 tolerances (device/METHOD.md): a relative error ||got - ref|| / ||ref|| of the logits under
+// 3e-2 (bf16 storage through every layer of a 2-layer model), and greedy continuations compared
+// as vLLM's check_logprobs_close does: equal until a position where the two choices differ, where
+// each must be the other's near-tie (inside the other's top 5 and within 0.1 nats of its best);
+// the rest of that continuation is not compared, because it continues from another token.
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+#include "engine/model_loader.h"
+#include "engine/model_runner.h"
+#include "engine/ops.h"
+#include "engine/weights/dummy_weights.h"
+#include "gtest/gtest.h"
+#include "tests/engine/engine_fixtures.h"
+
+namespace kvasir {
+namespace {
+
+using testing::AllLogits;
+using testing::CollectingSink;
+using testing::FixturePath;
+using testing::ReadJson;
+
+constexpr double kLogitsRelTol = 3e-2;
+constexpr float kNearTieNats = 0.1f;
+
+// Empty when the CUDA backend can run here; otherwise why not.
+std::string CudaUnavailable() {
+  static const std::string why = [] {
+    auto ops = MakeCudaOps({.max_num_seqs = 1, .max_batched_tokens = 1, .max_model_len = 1});
+    return ops.ok() ? std::string() : "no CUDA device: " + std::string(ops.status().message());
+  }();
+  return why;
+}
+
+#define SKIP_WITHOUT_CUDA()                                   \
+  if (const std::string why = CudaUnavailable(); !why.empty()) \
+  GTEST_SKIP() << why
+
+double RelError(const std::vector<float>& got, const std::vector<double>& ref) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double d = static_cast<double>(got[i]) - ref[i];
+    if (std::isnan(got[i])) return INFINITY;
+    num += d * d;
+    den += ref[i] * ref[i];
+  }
+  return std::sqrt(num / den);
+}
+
+struct GoldenCase {
+  std::string model_dir;
+  std::string reference;
+  friend void PrintTo(const GoldenCase& c, std::ostream* os) { *os << c.model_dir; }
+};
+
+RunnerOptions CudaRunner() {
+  RunnerOptions o;
+  o.device = Device::kCuda;
+  o.max_num_seqs = 8;
+  o.max_batched_tokens = 256;
+  o.max_model_len = 256;
+  o.block_size = 16;
+  o.kv_cache_bytes = 16 << 20;
+  return o;
+}
+
+class CudaGoldenTest : public ::testing::TestWithParam<GoldenCase> {};
+
+// Every prompt in one step, logits for every position: against transformers (float32) and
+// against the CPU backend on the same weights.
+TEST_P(CudaGoldenTest, LogitsMatchTransformersAndTheCpuBackend) {
+  SKIP_WITHOUT_CUDA();
+  auto model = LoadModel(FixturePath("models/" + GetParam().model_dir));
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto gpu = ModelRunner::Create(model->config, *model->weights, CudaRunner());
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  EXPECT_NE((*gpu)->Describe().find("cuda"), std::string::npos) << (*gpu)->Describe();
+  auto cpu = ModelRunner::Create(model->config, *model->weights,
+                                 {.num_threads = 2, .block_size = 16, .kv_cache_bytes = 8 << 20});
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  const nlohmann::json ref = ReadJson(FixturePath("models/" + GetParam().reference));
+  const int64_t vocab = ref["vocab_size"];
+  for (const auto& c : ref["cases"]) {
+    const std::vector<int32_t> prompt = c["prompt_ids"];
+    const std::vector<float> got = AllLogits(**gpu, prompt);
+    ASSERT_EQ(got.size(), prompt.size() * vocab);
+    std::vector<double> expected;
+    for (const auto& row : c["logits"]) {
+      for (double v : row) expected.push_back(v);
+    }
+    const std::vector<float> on_cpu = AllLogits(**cpu, prompt);
+    const std::vector<double> cpu_ref(on_cpu.begin(), on_cpu.end());
+    const double vs_hf = RelError(got, expected), vs_cpu = RelError(got, cpu_ref);
+    EXPECT_LE(vs_hf, kLogitsRelTol) << "prompt of " << prompt.size() << " tokens";
+    EXPECT_LE(vs_cpu, kLogitsRelTol) << "prompt of " << prompt.size() << " tokens";
+    std::printf("%s: prompt of %zu tokens: rel. error %.2e vs transformers, %.2e vs CPU\n",
+                GetParam().model_dir.c_str(), prompt.size(), vs_hf, vs_cpu);
+  }
+}
+
+// Where the GPU's greedy continuation first differs from transformers', the two tokens must be
+// near-ties in the GPU's own distribution. Returns the number of tokens that matched.
+int CompareGreedy(const RequestOutput& out, const std::vector<int32_t>& expected,
+                  const std::string& what) {
+  EXPECT_EQ(out.token_ids.size(), expected.size()) << what;
+  EXPECT_EQ(out.logprobs.size(), out.token_ids.size()) << what;
+  const size_t n = std::min({out.token_ids.size(), expected.size(), out.logprobs.size()});
+  for (size_t i = 0; i < n; ++i) {
+    if (out.token_ids[i] == expected[i]) continue;
+    const TokenLogprob& lp = out.logprobs[i];
+    bool found = false;
+    for (const auto& [id, logprob] : lp.top) {
+      if (id != expected[i]) continue;
+      found = true;
+      EXPECT_LE(lp.logprob - logprob, kNearTieNats)
+          << what << ": token " << i << " is " << out.token_ids[i] << ", transformers chose "
+          << expected[i] << ", which is not a near-tie here";
+    }
+    EXPECT_TRUE(found) << what << ": token " << i << " is " << out.token_ids[i]
+                       << ", transformers chose " << expected[i] << ", not in our top 5";
+    return static_cast<int>(i);
+  }
+  return static_cast<int>(n);
+}
+
+// Every prompt at once through the engine loop (batched, paged, chunked, prefix-cached, decode
+// steps replayed from CUDA graphs or run eagerly), twice (the second round starts from cached
+// prefixes).
+void RunGreedyThroughEngine(const GoldenCase& param, bool cuda_graphs) {
+  EngineOptions options;
+  options.model_path = FixturePath("models/" + param.model_dir);
+  options.device = Device::kCuda;
+  options.cuda_graphs = cuda_graphs;
+  options.max_batched_tokens = 24;  // forces the 33-token prompt into chunks
+  options.max_num_seqs = 8;
+  options.block_size = 4;
+  options.kv_cache_bytes = 16 << 20;
+  auto engine = Engine::Create(options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  const nlohmann::json ref = ReadJson(FixturePath("models/" + param.reference));
+  int matched = 0, total = 0;
+  for (int round = 0; round < 2; ++round) {
+    std::vector<std::shared_ptr<CollectingSink>> sinks;
+    int i = 0;
+    for (const auto& c : ref["cases"]) {
+      EngineRequest r;
+      r.id = "golden-" + std::to_string(round) + "-" + std::to_string(i++);
+      r.prompt_ids = c["prompt_ids"].get<std::vector<int32_t>>();
+      r.max_tokens = static_cast<int32_t>(c["greedy_ids"].size());
+      r.ignore_eos = true;
+      r.logprobs = 5;
+      sinks.push_back(std::make_shared<CollectingSink>());
+      ASSERT_TRUE((*engine)->Submit(r, sinks.back()).ok());
+    }
+    i = 0;
+    for (const auto& c : ref["cases"]) {
+      RequestOutput out = sinks[i++]->Wait();
+      EXPECT_EQ(out.finish_reason, FinishReason::kLength);
+      const auto expected = c["greedy_ids"].get<std::vector<int32_t>>();
+      matched += CompareGreedy(out, expected,
+                               param.model_dir + ", prompt of " +
+                                   std::to_string(c["prompt_ids"].size()) + " tokens, round " +
+                                   std::to_string(round));
+      total += static_cast<int>(expected.size());
+    }
+  }
+  std::printf("%s (graphs %s): %d of %d greedy tokens equal to transformers' before a near-tie\n",
+              param.model_dir.c_str(), cuda_graphs ? "on" : "off", matched, total);
+}
+
+TEST_P(CudaGoldenTest, GreedyContinuationsWithCudaGraphs) {
+  SKIP_WITHOUT_CUDA();
+  RunGreedyThroughEngine(GetParam(), true);
+}
+
+TEST_P(CudaGoldenTest, GreedyContinuationsEager) {
+  SKIP_WITHOUT_CUDA();
+  RunGreedyThroughEngine(GetParam(), false);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Architectures, CudaGoldenTest,
+    ::testing::Values(GoldenCase{"llama_tiny", "llama_tiny/reference.json"},
+                      GoldenCase{"qwen2_tiny", "qwen2_tiny/reference.json"},
+                      GoldenCase{"qwen3_tiny", "qwen3_tiny/reference.json"},
+                      GoldenCase{"mixtral_tiny", "mixtral_tiny/reference.json"},
+                      GoldenCase{"qwen3_moe_tiny", "qwen3_moe_tiny/reference.json"},
+                      GoldenCase{"deepseek_v2_tiny", "deepseek_v2_tiny/reference.json"},
+                      GoldenCase{"deepseek_v2_lite_tiny", "deepseek_v2_lite_tiny/reference.json"},
+                      GoldenCase{"deepseek_v3_tiny", "deepseek_v3_tiny/reference.json"}),
+    [](const auto& info) { return info.param.model_dir; });
+
+// The KV pool takes what the utilization limit leaves: a larger limit, a larger pool.
+TEST(CudaMemoryPlanner, KvPoolGrowsWithTheUtilizationLimit) {
+  SKIP_WITHOUT_CUDA();
+  auto model = LoadModel(FixturePath("models/llama_tiny"));
+  ASSERT_TRUE(model.ok()) << model.status();
+  std::vector<int64_t> blocks;
+  for (double utilization : {0.02, 0.04}) {
+    RunnerOptions o = CudaRunner();
+    o.kv_cache_bytes = 0;
+    o.block_size = 256;  // keeps the block count of a tiny model's pool small
+    o.gpu_memory_utilization = utilization;
+    auto runner = ModelRunner::Create(model->config, *model->weights, o);
+    ASSERT_TRUE(runner.ok()) << runner.status();
+    blocks.push_back((*runner)->kv_spec().num_blocks);
+    EXPECT_EQ((*runner)->kv_spec().dtype, DType::kBF16);
+  }
+  EXPECT_GT(blocks[0], 0);
+  // Doubling the share adds the same again (what is in use does not change between the two).
+  EXPECT_GT(blocks[1], blocks[0] * 3 / 2) << blocks[0] << " then " << blocks[1];
+}
+
+// A limit under what the weights and activations already use leaves no room for a block.
+TEST(CudaMemoryPlanner, TooSmallALimitIsAClearError) {
+  SKIP_WITHOUT_CUDA();
+  auto model = LoadModel(FixturePath("models/llama_tiny"));
+  ASSERT_TRUE(model.ok()) << model.status();
+  RunnerOptions o = CudaRunner();
+  o.kv_cache_bytes = 0;
+  o.gpu_memory_utilization = 1e-6;
+  auto runner = ModelRunner::Create(model->config, *model->weights, o);
+  ASSERT_FALSE(runner.ok());
+  EXPECT_NE(runner.status().message().find("KV cache"), std::string::npos) << runner.status();
+}
+
+// Dummy weights made on the device are the host's (bf16) values: the same model on both backends
+// gives the same logits to bf16 accuracy (different weights would give unrelated logits).
+TEST(CudaDummyWeights, MadeOnTheDeviceTheyAreTheHostsValues) {
+  SKIP_WITHOUT_CUDA();
+  const std::string config = FixturePath("models/qwen3_tiny/config.json");
+  auto on_device = LoadModel(config, {.dummy_weights = true, .dummy_on_device = true});
+  ASSERT_TRUE(on_device.ok()) << on_device.status();
+  auto gpu = ModelRunner::Create(on_device->config, *on_device->weights, CudaRunner());
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  DummyWeightSource host("host dummy weights", DType::kBF16);
+  auto cpu = ModelRunner::Create(on_device->config, host,
+                                 {.num_threads = 2, .block_size = 16, .kv_cache_bytes = 8 << 20});
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  const std::vector<int32_t> prompt = {1, 7, 42, 99, 3, 250, 17, 8, 64, 5};
+  const std::vector<float> got = AllLogits(**gpu, prompt);
+  const std::vector<float> want = AllLogits(**cpu, prompt);
+  const double err = RelError(got, std::vector<double>(want.begin(), want.end()));
+  EXPECT_LE(err, kLogitsRelTol);
+  std::printf("dummy qwen3_tiny: rel. error %.2e between device-made and host-made weights\n", err);
+}
+
+}  // namespace
+}  // namespace kvasir

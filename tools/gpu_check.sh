@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# One call on a GPU machine verifies the CUDA kernels: configure (no gRPC, no engine libraries),
-# build, run the GPU tests, the GPU benchmarks and the torch.matmul comparison. Everything lands
-# under $OUT (the device tool's output folder; build-gpu/out otherwise):
+# One call on a GPU machine verifies the CUDA backend: configure (no gRPC), build the GPU tests and
+# benchmarks, run the GPU tests (kernels against float64 / CPU references, the engine on CUDA
+# against transformers' goldens), then the benchmarks: kernels with their measured ceilings
+# (gpu_bench), torch.matmul at the same shapes, and whole model steps (model_step_bench:
+# Llama-3-8B decode at batch 1-256 vs the HBM roofline, 2k prefill MFU, Qwen3-30B-A3B decode).
+# Everything lands under $OUT (the device tool's output folder; build-gpu/out otherwise):
 #   summary.txt      device, versions, build time, test counts, the benchmark tables
 #   log.txt          the whole log (configure, build, tests, benchmarks)
 #   ctest.txt        ctest -L gpu --output-on-failure
-#   gpu_bench.txt / gpu_bench.csv        kernels and measured ceilings
-#   torch_matmul.txt / torch_matmul.csv  torch.matmul at the same shapes, same device, same call
-# Needs .gpudeps/ (tools/gpu_deps.sh, run beforehand on the developer machine) unless Abseil and
-# GoogleTest are installed. Exit status: non-zero if the build failed or any GPU test failed or
-# was skipped.
+#   gpu_bench.txt / gpu_bench.csv                kernels and measured ceilings
+#   torch_matmul.txt / torch_matmul.csv          torch.matmul at the same shapes, same device
+#   model_step_bench.txt / model_step_bench.csv  whole model steps and their ceilings
+# KVASIR_GPU_PHASE=tests runs configure, build and tests only; =bench only the benchmarks (after a
+# tests call on the same, still warm, machine: the build is kept); default: all of it.
+# KVASIR_GPU_QUICK=1 shortens the benchmarks.
+# Needs .gpudeps/ (tools/gpu_deps.sh, run beforehand on the developer machine) unless the libraries
+# are installed. Exit status: non-zero if the build failed or any GPU test failed or was skipped.
 #
 #   bash tools/gpu_deps.sh      # here, once
 #   run(command="bash tools/gpu_check.sh", carry=[".gpudeps"], timeout_s=600)
@@ -18,6 +24,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-$root/build-gpu/out}
 build=$root/build-gpu
 quick=${KVASIR_GPU_QUICK:-}
+phase=${KVASIR_GPU_PHASE:-all}
 mkdir -p "$out"
 exec > >(tee -a "$out/log.txt") 2>&1
 summary() { echo "$*" | tee -a "$out/summary.txt" >/dev/null; echo "$*"; }
@@ -40,25 +47,39 @@ if [ -d "$root/.gpudeps" ] && ls "$root"/.gpudeps/*.deb >/dev/null 2>&1; then
   done
   multiarch=$(ls "$deps/usr/lib" | grep -m1 linux-gnu)
   deps_args=(-DCMAKE_PREFIX_PATH="$deps/usr" -Dabsl_DIR="$deps/usr/lib/$multiarch/cmake/absl"
-             -DGTest_DIR="$deps/usr/lib/$multiarch/cmake/GTest")
+             -DGTest_DIR="$deps/usr/lib/$multiarch/cmake/GTest"
+             -Dnlohmann_json_DIR="$deps/usr/share/cmake/nlohmann_json"
+             -DCMAKE_LIBRARY_ARCHITECTURE="$multiarch" -DCMAKE_BUILD_RPATH="$deps/usr/lib/$multiarch")
+  export LD_LIBRARY_PATH="$deps/usr/lib/$multiarch${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   summary "dependencies: Abseil and GoogleTest from .gpudeps ($(ls "$root"/.gpudeps/*.deb | xargs -n1 basename | tr '\n' ' '))"
 fi
 
 start=$(date +%s)
+# The engine without the server (no gRPC there); only the GPU tests and benchmarks are built.
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKVASIR_SERVER=OFF \
-  -DKVASIR_ENGINE=OFF -DKVASIR_CUDA=ON -DKVASIR_TESTS=ON -DKVASIR_BENCH=ON "${deps_args[@]}" ||
+  -DKVASIR_ENGINE=ON -DKVASIR_CUDA=ON -DKVASIR_TESTS=ON -DKVASIR_BENCH=ON "${deps_args[@]}" ||
   { summary "FAILED: configure"; exit 1; }
-cmake --build "$build" -j "$(nproc)" || { summary "FAILED: build"; exit 1; }
+cmake --build "$build" -j "$(nproc)" --target kernels_cuda_test engine_cuda_test gpu_bench \
+  model_step_bench || { summary "FAILED: build"; exit 1; }
 summary "build: $(( $(date +%s) - start )) s on $(nproc) cores"
 
 cd "$build"
-ctest -L gpu --output-on-failure --timeout 300 2>&1 | tee "$out/ctest.txt"
-test_rc=${PIPESTATUS[0]}
-# On a GPU machine a skipped GPU test means the device was not usable: that is a failure too.
-skipped=$(grep -c '\*\*\*Skipped' "$out/ctest.txt")
-[ "$skipped" -gt 0 ] && test_rc=1
-summary "gpu tests: $(grep -E 'tests passed|tests failed' "$out/ctest.txt" | tail -1), $skipped skipped (rc $test_rc)"
-grep -E '\*\*\*Failed|\*\*\*Skipped|Not Run' "$out/ctest.txt" | sed 's/^/  /' | tee -a "$out/summary.txt"
+test_rc=0
+if [ "$phase" != bench ]; then
+  start=$(date +%s)
+  # Each test is its own process (gtest_discover_tests); eight at a time share the device.
+  ctest -L gpu -j 8 --output-on-failure --timeout 300 2>&1 | tee "$out/ctest.txt"
+  test_rc=${PIPESTATUS[0]}
+  # On a GPU machine a skipped GPU test means the device was not usable: that is a failure too.
+  skipped=$(grep -c '\*\*\*Skipped' "$out/ctest.txt")
+  [ "$skipped" -gt 0 ] && test_rc=1
+  summary "gpu tests: $(grep -E 'tests passed|tests failed' "$out/ctest.txt" | tail -1), $skipped skipped (rc $test_rc, $(( $(date +%s) - start )) s)"
+  grep -E '\*\*\*Failed|\*\*\*Skipped|Not Run|Timeout' "$out/ctest.txt" | sed 's/^/  /' | tee -a "$out/summary.txt"
+  # The engine tests print what they measured (relative errors, greedy tokens matched).
+  "$build/tests/engine/engine_cuda_test" 2>&1 | grep -E "rel. error|greedy tokens" >"$out/engine_cuda.txt" || true
+  cat "$out/engine_cuda.txt" >>"$out/summary.txt"
+fi
+[ "$phase" = tests ] && { echo; cat "$out/summary.txt"; exit "$test_rc"; }
 
 bench_args=(--csv "$out/gpu_bench.csv")
 [ -n "$quick" ] && bench_args+=(--quick)
@@ -70,8 +91,15 @@ PYTHONUNBUFFERED=1 python3 "$root/bench/gpu/torch_matmul.py" "${torch_args[@]}" 
   tee "$out/torch_matmul.txt"
 summary "torch_matmul rc ${PIPESTATUS[0]}"
 
+model_args=(--csv "$out/model_step_bench.csv")
+[ -n "$quick" ] && model_args+=(--quick)
+"$build/bench/gpu/model_step_bench" "${model_args[@]}" 2>&1 | tee "$out/model_step_bench.txt"
+summary "model_step_bench rc ${PIPESTATUS[0]}"
+
 {
   echo
+  echo "---- model_step_bench ----"
+  cat "$out/model_step_bench.txt"
   echo "---- gpu_bench ----"
   cat "$out/gpu_bench.txt"
   echo "---- torch.matmul ----"

@@ -7,56 +7,54 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/cuda/arg_check.h"
 #include "kernels/cuda/cuda_status.h"
 
 namespace kvasir::cuda {
 namespace {
 
-#define KV_MOE_REQUIRE(cond, op, msg) \
-  if (!(cond)) return absl::InvalidArgumentError(absl::StrCat(op, ": ", msg))
-
-bool Aligned(const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+using internal::Aligned;
 
 absl::Status CheckRouting(const char* op, const MoeRouting& r) {
-  KV_MOE_REQUIRE(
+  KV_CUDA_REQUIRE(
       r.num_experts >= 1 && r.num_experts <= kMoeMaxExperts, op,
       absl::StrCat("routing.num_experts ", r.num_experts, " outside [1, ", kMoeMaxExperts, "]"));
-  KV_MOE_REQUIRE(r.top_k >= 1 && r.top_k <= r.num_experts, op,
-                 absl::StrCat("routing.top_k ", r.top_k, " outside [1, num_experts]"));
-  KV_MOE_REQUIRE(r.num_groups >= 1 && r.num_experts % r.num_groups == 0, op,
-                 absl::StrCat("routing.num_groups ", r.num_groups, " does not divide num_experts ",
-                              r.num_experts));
-  KV_MOE_REQUIRE(r.topk_groups >= 1 && r.topk_groups <= r.num_groups, op,
-                 absl::StrCat("routing.topk_groups ", r.topk_groups, " outside [1, num_groups]"));
-  KV_MOE_REQUIRE(
+  KV_CUDA_REQUIRE(r.top_k >= 1 && r.top_k <= r.num_experts, op,
+                  absl::StrCat("routing.top_k ", r.top_k, " outside [1, num_experts]"));
+  KV_CUDA_REQUIRE(r.num_groups >= 1 && r.num_experts % r.num_groups == 0, op,
+                  absl::StrCat("routing.num_groups ", r.num_groups, " does not divide num_experts ",
+                               r.num_experts));
+  KV_CUDA_REQUIRE(r.topk_groups >= 1 && r.topk_groups <= r.num_groups, op,
+                  absl::StrCat("routing.topk_groups ", r.topk_groups, " outside [1, num_groups]"));
+  KV_CUDA_REQUIRE(
       r.num_groups == 1 || r.top_k <= r.topk_groups * (r.num_experts / r.num_groups), op,
       absl::StrCat("routing.top_k ", r.top_k, " exceeds the experts of topk_groups groups"));
-  KV_MOE_REQUIRE(r.scoring == MoeScoring::kSoftmax || r.scoring == MoeScoring::kSigmoid, op,
-                 "routing.scoring is not a MoeScoring");
-  KV_MOE_REQUIRE(r.group_score == MoeGroupScore::kMax || r.group_score == MoeGroupScore::kTop2Sum,
-                 op, "routing.group_score is not a MoeGroupScore");
+  KV_CUDA_REQUIRE(r.scoring == MoeScoring::kSoftmax || r.scoring == MoeScoring::kSigmoid, op,
+                  "routing.scoring is not a MoeScoring");
+  KV_CUDA_REQUIRE(r.group_score == MoeGroupScore::kMax || r.group_score == MoeGroupScore::kTop2Sum,
+                  op, "routing.group_score is not a MoeGroupScore");
   return absl::OkStatus();
 }
 
 absl::Status CheckWeight(const char* op, const char* name, const MoeWeight& w, int64_t elems) {
   if (w.ptrs != nullptr) {
-    KV_MOE_REQUIRE(Aligned(w.ptrs, alignof(const bf16*)), op,
-                   absl::StrCat(name, ".ptrs is misaligned"));
+    KV_CUDA_REQUIRE(Aligned(w.ptrs, alignof(const bf16*)), op,
+                    absl::StrCat(name, ".ptrs is misaligned"));
     return absl::OkStatus();
   }
-  KV_MOE_REQUIRE(w.base != nullptr, op, absl::StrCat(name, ": ptrs and base are both null"));
-  KV_MOE_REQUIRE(Aligned(w.base, 16), op, absl::StrCat(name, ".base must be 16-byte aligned"));
-  KV_MOE_REQUIRE(w.expert_stride % 8 == 0 && w.expert_stride >= elems, op,
-                 absl::StrCat(name, ".expert_stride ", w.expert_stride,
-                              " must be a multiple of 8 and >= ", elems, " elements"));
+  KV_CUDA_REQUIRE(w.base != nullptr, op, absl::StrCat(name, ": ptrs and base are both null"));
+  KV_CUDA_REQUIRE(Aligned(w.base, 16), op, absl::StrCat(name, ".base must be 16-byte aligned"));
+  KV_CUDA_REQUIRE(w.expert_stride % 8 == 0 && w.expert_stride >= elems, op,
+                  absl::StrCat(name, ".expert_stride ", w.expert_stride,
+                               " must be a multiple of 8 and >= ", elems, " elements"));
   return absl::OkStatus();
 }
 
 absl::Status CheckShape(const char* op, int64_t hidden, int64_t inter) {
-  KV_MOE_REQUIRE(hidden > 0 && hidden % 8 == 0, op,
-                 absl::StrCat("hidden ", hidden, " must be a positive multiple of 8"));
-  KV_MOE_REQUIRE(inter > 0 && inter % 8 == 0, op,
-                 absl::StrCat("inter ", inter, " must be a positive multiple of 8"));
+  KV_CUDA_REQUIRE(hidden > 0 && hidden % 8 == 0, op,
+                  absl::StrCat("hidden ", hidden, " must be a positive multiple of 8"));
+  KV_CUDA_REQUIRE(inter > 0 && inter % 8 == 0, op,
+                  absl::StrCat("inter ", inter, " must be a positive multiple of 8"));
   return absl::OkStatus();
 }
 
@@ -106,10 +104,10 @@ absl::Status MoeRoute(const float* logits, int32_t num_tokens, const MoeRouting&
                       cudaStream_t stream) {
   const char* op = "MoeRoute";
   if (absl::Status s = CheckRouting(op, routing); !s.ok()) return s;
-  KV_MOE_REQUIRE(num_tokens >= 0, op, absl::StrCat("num_tokens ", num_tokens, " < 0"));
+  KV_CUDA_REQUIRE(num_tokens >= 0, op, absl::StrCat("num_tokens ", num_tokens, " < 0"));
   if (num_tokens == 0) return absl::OkStatus();
-  KV_MOE_REQUIRE(logits != nullptr, op, "logits is null");
-  KV_MOE_REQUIRE(expert_ids != nullptr && weights != nullptr, op, "expert_ids or weights is null");
+  KV_CUDA_REQUIRE(logits != nullptr, op, "logits is null");
+  KV_CUDA_REQUIRE(expert_ids != nullptr && weights != nullptr, op, "expert_ids or weights is null");
   return CudaStatus(internal::LaunchMoeRoute(logits, num_tokens, routing, selection_bias,
                                              expert_ids, weights, stream),
                     "MoeRouteKernel");
@@ -119,24 +117,24 @@ absl::Status MoeAlign(const int32_t* expert_ids, int32_t num_tokens, int32_t top
                       int32_t num_experts, int32_t block_m, const MoeAlignOut& out,
                       cudaStream_t stream) {
   const char* op = "MoeAlign";
-  KV_MOE_REQUIRE(num_experts >= 1 && num_experts <= kMoeMaxExperts, op,
-                 absl::StrCat("num_experts ", num_experts, " outside [1, ", kMoeMaxExperts, "]"));
-  KV_MOE_REQUIRE(top_k >= 1 && top_k <= num_experts, op,
-                 absl::StrCat("top_k ", top_k, " outside [1, num_experts]"));
-  KV_MOE_REQUIRE(num_tokens >= 0 && int64_t{num_tokens} * top_k <= INT32_MAX, op,
-                 absl::StrCat("num_tokens ", num_tokens, " * top_k must be in [0, 2^31)"));
-  KV_MOE_REQUIRE(block_m == kMoeBlockMSmall || block_m == kMoeBlockMLarge, op,
-                 absl::StrCat("block_m ", block_m, " is not 16 or 64"));
+  KV_CUDA_REQUIRE(num_experts >= 1 && num_experts <= kMoeMaxExperts, op,
+                  absl::StrCat("num_experts ", num_experts, " outside [1, ", kMoeMaxExperts, "]"));
+  KV_CUDA_REQUIRE(top_k >= 1 && top_k <= num_experts, op,
+                  absl::StrCat("top_k ", top_k, " outside [1, num_experts]"));
+  KV_CUDA_REQUIRE(num_tokens >= 0 && int64_t{num_tokens} * top_k <= INT32_MAX, op,
+                  absl::StrCat("num_tokens ", num_tokens, " * top_k must be in [0, 2^31)"));
+  KV_CUDA_REQUIRE(block_m == kMoeBlockMSmall || block_m == kMoeBlockMLarge, op,
+                  absl::StrCat("block_m ", block_m, " is not 16 or 64"));
   const int64_t n = int64_t{num_tokens} * top_k;
-  KV_MOE_REQUIRE(out.expert_offsets != nullptr && out.num_tiles != nullptr, op,
-                 "out.expert_offsets or out.num_tiles is null");
-  KV_MOE_REQUIRE(n == 0 || (expert_ids && out.source_token && out.row_of), op,
-                 "expert_ids, out.source_token or out.row_of is null");
+  KV_CUDA_REQUIRE(out.expert_offsets != nullptr && out.num_tiles != nullptr, op,
+                  "out.expert_offsets or out.num_tiles is null");
+  KV_CUDA_REQUIRE(n == 0 || (expert_ids && out.source_token && out.row_of), op,
+                  "expert_ids, out.source_token or out.row_of is null");
   const int64_t need = MoeMaxTiles(n, num_experts, block_m);
-  KV_MOE_REQUIRE(out.max_tiles >= need, op,
-                 absl::StrCat("out.max_tiles ", out.max_tiles, " < MoeMaxTiles ", need));
-  KV_MOE_REQUIRE(need == 0 || (out.tile_expert && out.tile_row), op,
-                 "out.tile_expert or out.tile_row is null");
+  KV_CUDA_REQUIRE(out.max_tiles >= need, op,
+                  absl::StrCat("out.max_tiles ", out.max_tiles, " < MoeMaxTiles ", need));
+  KV_CUDA_REQUIRE(need == 0 || (out.tile_expert && out.tile_row), op,
+                  "out.tile_expert or out.tile_row is null");
   return CudaStatus(
       internal::LaunchMoeAlign(expert_ids, num_tokens, top_k, num_experts, block_m, out, stream),
       "MoeAlignKernel");
@@ -146,12 +144,12 @@ absl::Status MoeGatherRows(const bf16* x, int32_t num_tokens, int64_t hidden,
                            const int32_t* source_token, int32_t num_rows, bf16* xs,
                            cudaStream_t stream) {
   const char* op = "MoeGatherRows";
-  KV_MOE_REQUIRE(hidden > 0 && hidden % 8 == 0, op,
-                 absl::StrCat("hidden ", hidden, " must be a positive multiple of 8"));
-  KV_MOE_REQUIRE(num_tokens >= 0 && num_rows >= 0, op, "num_tokens or num_rows < 0");
+  KV_CUDA_REQUIRE(hidden > 0 && hidden % 8 == 0, op,
+                  absl::StrCat("hidden ", hidden, " must be a positive multiple of 8"));
+  KV_CUDA_REQUIRE(num_tokens >= 0 && num_rows >= 0, op, "num_tokens or num_rows < 0");
   if (num_rows == 0) return absl::OkStatus();
-  KV_MOE_REQUIRE(source_token && xs && (x || num_tokens == 0), op, "null pointer");
-  KV_MOE_REQUIRE(Aligned(x, 16) && Aligned(xs, 16), op, "x and xs must be 16-byte aligned");
+  KV_CUDA_REQUIRE(source_token && xs && (x || num_tokens == 0), op, "null pointer");
+  KV_CUDA_REQUIRE(Aligned(x, 16) && Aligned(xs, 16), op, "x and xs must be 16-byte aligned");
   return CudaStatus(
       internal::LaunchMoeGatherRows(x, num_tokens, hidden, source_token, num_rows, xs, stream),
       "MoeGatherKernel");
@@ -160,18 +158,18 @@ absl::Status MoeGatherRows(const bf16* x, int32_t num_tokens, int64_t hidden,
 absl::Status MoeExperts(const MoeExpertsArgs& a, cudaStream_t stream) {
   const char* op = "MoeExperts";
   if (absl::Status s = CheckShape(op, a.hidden, a.inter); !s.ok()) return s;
-  KV_MOE_REQUIRE(a.num_experts >= 1, op, absl::StrCat("num_experts ", a.num_experts, " < 1"));
-  KV_MOE_REQUIRE(a.block_m == kMoeBlockMSmall || a.block_m == kMoeBlockMLarge, op,
-                 absl::StrCat("block_m ", a.block_m, " is not 16 or 64"));
-  KV_MOE_REQUIRE(a.max_tiles >= 0, op, absl::StrCat("max_tiles ", a.max_tiles, " < 0"));
+  KV_CUDA_REQUIRE(a.num_experts >= 1, op, absl::StrCat("num_experts ", a.num_experts, " < 1"));
+  KV_CUDA_REQUIRE(a.block_m == kMoeBlockMSmall || a.block_m == kMoeBlockMLarge, op,
+                  absl::StrCat("block_m ", a.block_m, " is not 16 or 64"));
+  KV_CUDA_REQUIRE(a.max_tiles >= 0, op, absl::StrCat("max_tiles ", a.max_tiles, " < 0"));
   if (a.max_tiles == 0) return absl::OkStatus();
-  KV_MOE_REQUIRE(a.expert_offsets && a.tile_expert && a.tile_row && a.num_tiles, op,
-                 "expert_offsets, tile_expert, tile_row or num_tiles is null");
-  KV_MOE_REQUIRE(a.xs && a.h && a.ys, op, "xs, h or ys is null");
-  KV_MOE_REQUIRE(Aligned(a.xs, 16) && Aligned(a.h, 16) && Aligned(a.ys, 16), op,
-                 "xs, h and ys must be 16-byte aligned");
-  KV_MOE_REQUIRE(a.inter <= int64_t{65535} * 64 && a.hidden <= int64_t{65535} * 64, op,
-                 "hidden or inter too large for the grid");
+  KV_CUDA_REQUIRE(a.expert_offsets && a.tile_expert && a.tile_row && a.num_tiles, op,
+                  "expert_offsets, tile_expert, tile_row or num_tiles is null");
+  KV_CUDA_REQUIRE(a.xs && a.h && a.ys, op, "xs, h or ys is null");
+  KV_CUDA_REQUIRE(Aligned(a.xs, 16) && Aligned(a.h, 16) && Aligned(a.ys, 16), op,
+                  "xs, h and ys must be 16-byte aligned");
+  KV_CUDA_REQUIRE(a.inter <= int64_t{65535} * 64 && a.hidden <= int64_t{65535} * 64, op,
+                  "hidden or inter too large for the grid");
   if (absl::Status s = CheckWeight(op, "gate", a.gate, a.inter * a.hidden); !s.ok()) return s;
   if (absl::Status s = CheckWeight(op, "up", a.up, a.inter * a.hidden); !s.ok()) return s;
   if (absl::Status s = CheckWeight(op, "down", a.down, a.hidden * a.inter); !s.ok()) return s;
@@ -181,13 +179,13 @@ absl::Status MoeExperts(const MoeExpertsArgs& a, cudaStream_t stream) {
 absl::Status MoeCombine(const bf16* ys, int64_t hidden, const int32_t* row_of, const float* weights,
                         int32_t num_tokens, int32_t top_k, bf16* out, cudaStream_t stream) {
   const char* op = "MoeCombine";
-  KV_MOE_REQUIRE(hidden > 0 && hidden % 8 == 0, op,
-                 absl::StrCat("hidden ", hidden, " must be a positive multiple of 8"));
-  KV_MOE_REQUIRE(top_k >= 1, op, absl::StrCat("top_k ", top_k, " < 1"));
-  KV_MOE_REQUIRE(num_tokens >= 0, op, absl::StrCat("num_tokens ", num_tokens, " < 0"));
+  KV_CUDA_REQUIRE(hidden > 0 && hidden % 8 == 0, op,
+                  absl::StrCat("hidden ", hidden, " must be a positive multiple of 8"));
+  KV_CUDA_REQUIRE(top_k >= 1, op, absl::StrCat("top_k ", top_k, " < 1"));
+  KV_CUDA_REQUIRE(num_tokens >= 0, op, absl::StrCat("num_tokens ", num_tokens, " < 0"));
   if (num_tokens == 0) return absl::OkStatus();
-  KV_MOE_REQUIRE(ys && row_of && weights && out, op, "null pointer");
-  KV_MOE_REQUIRE(Aligned(ys, 16) && Aligned(out, 16), op, "ys and out must be 16-byte aligned");
+  KV_CUDA_REQUIRE(ys && row_of && weights && out, op, "null pointer");
+  KV_CUDA_REQUIRE(Aligned(ys, 16) && Aligned(out, 16), op, "ys and out must be 16-byte aligned");
   return CudaStatus(
       internal::LaunchMoeCombine(ys, hidden, row_of, weights, num_tokens, top_k, out, stream),
       "MoeCombineKernel");
@@ -205,17 +203,17 @@ absl::Status MoeForward(const MoeForwardArgs& a, cudaStream_t stream) {
   const MoeRouting& r = a.routing;
   if (absl::Status s = CheckRouting(op, r); !s.ok()) return s;
   if (absl::Status s = CheckShape(op, a.hidden, a.inter); !s.ok()) return s;
-  KV_MOE_REQUIRE(a.num_tokens >= 0 && int64_t{a.num_tokens} * r.top_k <= INT32_MAX, op,
-                 absl::StrCat("num_tokens ", a.num_tokens, " * top_k must be in [0, 2^31)"));
+  KV_CUDA_REQUIRE(a.num_tokens >= 0 && int64_t{a.num_tokens} * r.top_k <= INT32_MAX, op,
+                  absl::StrCat("num_tokens ", a.num_tokens, " * top_k must be in [0, 2^31)"));
   if (a.num_tokens == 0) return absl::OkStatus();
-  KV_MOE_REQUIRE(a.x && a.router_logits && a.out, op, "x, router_logits or out is null");
-  KV_MOE_REQUIRE(Aligned(a.x, 16) && Aligned(a.out, 16), op, "x and out must be 16-byte aligned");
+  KV_CUDA_REQUIRE(a.x && a.router_logits && a.out, op, "x, router_logits or out is null");
+  KV_CUDA_REQUIRE(Aligned(a.x, 16) && Aligned(a.out, 16), op, "x and out must be 16-byte aligned");
   const Layout l = MakeLayout(a.num_tokens, r.top_k, r.num_experts, a.hidden, a.inter);
-  KV_MOE_REQUIRE(a.workspace != nullptr && Aligned(a.workspace, 256), op,
-                 "workspace must be set and 256-byte aligned");
-  KV_MOE_REQUIRE(a.workspace_bytes >= l.bytes, op,
-                 absl::StrCat("workspace_bytes ", a.workspace_bytes, " < MoeWorkspaceBytes ",
-                              l.bytes, " for ", a.num_tokens, " tokens"));
+  KV_CUDA_REQUIRE(a.workspace != nullptr && Aligned(a.workspace, 256), op,
+                  "workspace must be set and 256-byte aligned");
+  KV_CUDA_REQUIRE(a.workspace_bytes >= l.bytes, op,
+                  absl::StrCat("workspace_bytes ", a.workspace_bytes, " < MoeWorkspaceBytes ",
+                               l.bytes, " for ", a.num_tokens, " tokens"));
   char* ws = static_cast<char*>(a.workspace);
   auto at = [ws](size_t off) { return ws + off; };
   int32_t* ids = reinterpret_cast<int32_t*>(at(l.ids));

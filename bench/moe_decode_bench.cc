@@ -64,7 +64,7 @@ class MoeTimingOps : public Ops {
     moe_seconds += std::chrono::duration<double>(Clock::now() - start).count();
   }
   void GatherLogitsRows(Tensor x, Tensor out) override { inner_->GatherLogitsRows(x, out); }
-  void CopyToHost(Tensor x, float* host) override { inner_->CopyToHost(x, host); }
+  std::span<const float> ToHost(Tensor x) override { return inner_->ToHost(x); }
   absl::StatusOr<Weight> UploadFloats(const std::vector<float>& v) override {
     return inner_->UploadFloats(v);
   }

@@ -27,6 +27,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -58,8 +59,8 @@ void Ok(cudaError_t e, const char* what) { Ok(cuda::CudaStatus(e, what)); }
 
 // Fixed offsets of the per-step metadata inside the pinned staging buffer and its device copy.
 struct MetaLayout {
-  size_t token_ids = 0, positions = 0, slot_mapping = 0, query_start = 0, seq_lens = 0,
-         indptr = 0, logits_indices = 0, block_table = 0, bytes = 0;
+  size_t token_ids = 0, positions = 0, slot_mapping = 0, query_start = 0, seq_lens = 0, indptr = 0,
+         logits_indices = 0, block_table = 0, bytes = 0;
   int64_t max_tokens = 0, max_seqs = 0, max_blocks = 0;
 
   static MetaLayout For(int64_t max_tokens, int64_t max_seqs, int64_t max_blocks) {
@@ -90,10 +91,9 @@ class CudaOps : public Ops {
  public:
   static absl::StatusOr<std::unique_ptr<Ops>> Create(const CudaOpsOptions& o) {
     if (o.max_num_seqs < 1 || o.max_batched_tokens < 1 || o.max_model_len < 1) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("CUDA backend: max_num_seqs (", o.max_num_seqs, "), max_batched_tokens (",
-                       o.max_batched_tokens, ") and max_model_len (", o.max_model_len,
-                       ") must be positive"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "CUDA backend: max_num_seqs (", o.max_num_seqs, "), max_batched_tokens (",
+          o.max_batched_tokens, ") and max_model_len (", o.max_model_len, ") must be positive"));
     }
     int count = 0;
     const cudaError_t err = cudaGetDeviceCount(&count);
@@ -125,6 +125,7 @@ class CudaOps : public Ops {
       if (g.exec != nullptr) cudaGraphExecDestroy(g.exec);
     }
     if (meta_host_ != nullptr) cudaFreeHost(meta_host_);
+    if (meta_copied_ != nullptr) cudaEventDestroy(meta_copied_);
     if (logits_host_ != nullptr) cudaFreeHost(logits_host_);
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
   }
@@ -155,7 +156,8 @@ class CudaOps : public Ops {
     } else if (t.dtype == DType::kBF16) {
       KV_CUDA_RETURN_IF_ERROR(cudaMemcpy(buf.data(), t.data, sizeof(bf16) * n, cudaMemcpyDefault));
     } else {
-      const int64_t rows_per_slice = std::max<int64_t>(1, kStageElems / std::max<int64_t>(1, w.cols));
+      const int64_t rows_per_slice =
+          std::max<int64_t>(1, kStageElems / std::max<int64_t>(1, w.cols));
       std::vector<float> f(std::min(n, rows_per_slice * w.cols));
       std::vector<uint16_t> h(f.size());
       const uint8_t* src = static_cast<const uint8_t*>(t.data);
@@ -202,13 +204,15 @@ class CudaOps : public Ops {
     if (cudaMemGetInfo(&free_bytes, &total) != cudaSuccess) return int64_t{0};
     // What is in use (weights, arena, cuBLASLt workspace, the context, other processes) comes
     // off the share this process may fill.
-    const double budget = utilization * static_cast<double>(total) -
-                          static_cast<double>(total - free_bytes);
+    const double budget =
+        utilization * static_cast<double>(total) - static_cast<double>(total - free_bytes);
     return static_cast<int64_t>(std::max(0.0, budget));
   }
 
-  absl::Status ReserveActivations(const std::vector<const StepBatch*>& worst_cases,
+  absl::Status ReserveActivations(const KvCacheSpec& kv,
+                                  const std::vector<const StepBatch*>& worst_cases,
                                   const std::function<Tensor(const StepBatch&)>& fwd) override {
+    kv_ = kv;  // the layout; AllocateKvCache adds the block count
     int64_t max_tokens = 1, max_seqs = 1;
     for (const StepBatch* b : worst_cases) {
       max_tokens = std::max<int64_t>(max_tokens, b->num_tokens());
@@ -216,31 +220,37 @@ class CudaOps : public Ops {
     }
     max_tokens = std::max<int64_t>(max_tokens, options_.max_batched_tokens);
     max_seqs = std::max<int64_t>(max_seqs, options_.max_num_seqs);
-    // Every sequence of a step may hold max_model_len positions, in pages of at least one slot.
-    const int64_t max_blocks = max_seqs * (int64_t{options_.max_model_len} + 1);
+    // Every sequence of a step may hold max_model_len positions.
+    const int64_t block_size = std::max(1, kv.block_size);
+    const int64_t max_blocks =
+        max_seqs * ((int64_t{options_.max_model_len} + block_size - 1) / block_size + 1);
     meta_ = MetaLayout::For(max_tokens, max_seqs, max_blocks);
     KV_CUDA_RETURN_IF_ERROR(cudaHostAlloc(&meta_host_, meta_.bytes, cudaHostAllocDefault));
     KV_ASSIGN_OR_RETURN(meta_dev_, DeviceBuffer::Allocate(meta_.bytes));
 
+    KV_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&meta_copied_, cudaEventDisableTiming));
+
     planning_ = true;
-    size_t peak = 0;
+    size_t peak = 0, scratch_peak = 0;
     for (const StepBatch* b : worst_cases) {
       BeginStep(*b);
       fwd(*b);
       peak = std::max(peak, arena_used_);
+      scratch_peak = std::max(scratch_peak, scratch_peak_);
     }
     planning_ = false;
     // Slack for the shapes between the worst cases (decode attention's workspace is not
-    // monotonic in the batch size); running past it is a fatal error naming both sizes.
+    // monotonic in the batch size); running past either is a fatal error naming both sizes.
+    scratch_bytes_ = AlignUp(scratch_peak + scratch_peak / 8 + (size_t{1} << 20));
     arena_bytes_ = AlignUp(peak + peak / 8 + (size_t{16} << 20));
-    KV_ASSIGN_OR_RETURN(arena_, DeviceBuffer::Allocate(arena_bytes_));
+    KV_ASSIGN_OR_RETURN(arena_, DeviceBuffer::Allocate(scratch_bytes_ + arena_bytes_));
     return absl::OkStatus();
   }
 
   absl::Status AllocateKvCache(const KvCacheSpec& spec) override {
     if (spec.dtype != DType::kBF16) {
-      return absl::InvalidArgumentError(absl::StrCat("the CUDA KV cache is bf16, not ",
-                                                     std::string(DTypeName(spec.dtype))));
+      return absl::InvalidArgumentError(
+          absl::StrCat("the CUDA KV cache is bf16, not ", std::string(DTypeName(spec.dtype))));
     }
     const bool mla = spec.layout == KvLayout::kMlaLatent;
     if (!mla && spec.v_head_dim != 0 && spec.v_head_dim != spec.head_dim) {
@@ -255,22 +265,28 @@ class CudaOps : public Ops {
     const size_t array_bytes =
         AlignUp(sizeof(bf16) * slots * spec.elements_per_token_layer() / (mla ? 1 : 2));
     const int arrays = mla ? 1 : 2;
-    KV_ASSIGN_OR_RETURN(kv_pool_,
-                        DeviceBuffer::Allocate(array_bytes * arrays * spec.num_layers));
+    KV_ASSIGN_OR_RETURN(kv_pool_, DeviceBuffer::Allocate(array_bytes * arrays * spec.num_layers));
+    // Zeroed once: a slot is written before it is read, but a benchmark's made-up contexts read
+    // slots nothing wrote, and left-over NaNs there would route every MoE token alike.
+    KV_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(kv_pool_.data(), 0, kv_pool_.bytes(), stream_));
+    // The uploads (cudaMemcpy on the legacy stream, which this non-blocking stream does not wait
+    // for) and the memset are done before the first step.
+    KV_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
     k_cache_.clear();
     v_cache_.clear();
     for (int32_t l = 0; l < spec.num_layers; ++l) {
       bf16* base = reinterpret_cast<bf16*>(kv_pool_.as<uint8_t>() + array_bytes * arrays * l);
       k_cache_.push_back(base);
-      v_cache_.push_back(mla ? nullptr
-                             : reinterpret_cast<bf16*>(reinterpret_cast<uint8_t*>(base) +
-                                                       array_bytes));
+      v_cache_.push_back(
+          mla ? nullptr : reinterpret_cast<bf16*>(reinterpret_cast<uint8_t*>(base) + array_bytes));
     }
     return absl::OkStatus();
   }
 
   Tensor RunStep(const StepBatch& batch,
                  const std::function<Tensor(const StepBatch&)>& forward) override {
+    // The engine runs steps on its own thread; the current device is per thread.
+    Ok(cudaSetDevice(options_.device), "cudaSetDevice");
     const int32_t bucket = options_.cuda_graphs ? GraphBucket(batch) : 0;
     if (bucket == 0) {
       BeginStep(batch);
@@ -296,6 +312,7 @@ class CudaOps : public Ops {
   void BeginStep(const StepBatch& batch) override {
     batch_ = &batch;
     arena_used_ = 0;
+    scratch_peak_ = 0;
     decode_only_ = batch.num_seqs() > 0;
     max_query_len_ = 0;
     decode_plan_len_ = 1;
@@ -312,8 +329,9 @@ class CudaOps : public Ops {
         << "CUDA backend: a step of " << batch.num_tokens() << " tokens, " << batch.num_seqs()
         << " sequences and " << batch.block_table.size()
         << " pages is over the reserved metadata bounds";
-    // The previous step ended with a synchronising copy of its logits, so the staging buffer
-    // is no longer read by a copy in flight.
+    // The previous step's copy out of the staging buffer must be done before it is rewritten
+    // (ToHost synchronises every step; this holds whatever the caller did).
+    Ok(cudaEventSynchronize(meta_copied_), "cudaEventSynchronize(step metadata)");
     uint8_t* h = static_cast<uint8_t*>(meta_host_);
     auto put = [&](size_t off, const auto& v) {
       std::memcpy(h + off, v.data(), sizeof(v[0]) * v.size());
@@ -329,6 +347,7 @@ class CudaOps : public Ops {
     const size_t used = meta_.block_table + sizeof(int32_t) * batch.block_table.size();
     Ok(cudaMemcpyAsync(meta_dev_.data(), meta_host_, used, cudaMemcpyHostToDevice, stream_),
        "cudaMemcpyAsync(step metadata)");
+    Ok(cudaEventRecord(meta_copied_, stream_), "cudaEventRecord(step metadata)");
   }
 
   Tensor Alloc(int64_t rows, int64_t cols) override {
@@ -381,21 +400,20 @@ class CudaOps : public Ops {
                    float attention_factor) override {
     Tensor table = AllocF32(batch_->num_tokens(), rot_dim);
     if (planning_) return table;
-    Ok(cuda::RopeTable(Meta<int32_t>(meta_.positions), table.rows,
-                       static_cast<const float*>(inv_freq.data), rot_dim,
-                       angles == RopeAngles::kGgmlRecurrence, attention_factor, table.f32(),
-                       stream_));
+    Ok(cuda::RopeTable(
+        Meta<int32_t>(meta_.positions), table.rows, static_cast<const float*>(inv_freq.data),
+        rot_dim, angles == RopeAngles::kGgmlRecurrence, attention_factor, table.f32(), stream_));
     return table;
   }
 
   void Rope(Tensor x, int32_t head_dim, int32_t rot_offset, Tensor table,
             RopeLayout layout) override {
     if (planning_) return;
-    Ok(cuda::RopeApply(Bf16(x), x.rows, static_cast<int32_t>(x.cols / head_dim), head_dim,
-                       rot_offset, static_cast<int32_t>(table.cols), table.f32(),
-                       layout == RopeLayout::kInterleaved ? cuda::RopeStyle::kInterleaved
-                                                          : cuda::RopeStyle::kNeox,
-                       stream_));
+    Ok(cuda::RopeApply(
+        Bf16(x), x.rows, static_cast<int32_t>(x.cols / head_dim), head_dim, rot_offset,
+        static_cast<int32_t>(table.cols), table.f32(),
+        layout == RopeLayout::kInterleaved ? cuda::RopeStyle::kInterleaved : cuda::RopeStyle::kNeox,
+        stream_));
   }
 
   void Attention(int32_t layer, Tensor q, Tensor k, Tensor v, float scale, Tensor out) override {
@@ -406,7 +424,7 @@ class CudaOps : public Ops {
     if (decode_only_) {
       plan = cuda::PlanDecodeAttention(batch_->num_seqs(), heads, kv_.num_kv_heads, hd,
                                        decode_plan_len_, props_.multiProcessorCount);
-      workspace = AllocBytes(plan.workspace_bytes);
+      workspace = Scratch(0, plan.workspace_bytes);
     }
     if (planning_) return;
     Ok(cuda::WriteKvCache(Bf16(k), Bf16(v), k.rows, int64_t{kv_.num_kv_heads} * hd,
@@ -451,7 +469,7 @@ class CudaOps : public Ops {
     const int32_t tokens = static_cast<int32_t>(q.rows);
     const cuda::MlaPlan plan =
         cuda::PlanMla(shape, std::max(tokens, 1), decode_plan_len_, props_.multiProcessorCount);
-    void* workspace = AllocBytes(plan.workspace_bytes);
+    void* workspace = Scratch(0, plan.workspace_bytes);
     if (planning_) return;
     cuda::MlaWriteCacheArgs w;
     w.latent = Bf16(latent);
@@ -486,9 +504,11 @@ class CudaOps : public Ops {
   void Moe(Tensor x, const MoeWeights& w, Tensor out) override {
     const MoeRouting& r = w.routing;
     const int32_t tokens = static_cast<int32_t>(x.rows);
-    Tensor logits = AllocF32(x.rows, r.num_experts);
-    const size_t ws_bytes = cuda::MoeWorkspaceBytes(x.rows, r.top_k, r.num_experts, x.cols, w.inter);
-    void* workspace = AllocBytes(ws_bytes);
+    const size_t logits_bytes = AlignUp(sizeof(float) * x.rows * r.num_experts);
+    const Tensor logits = {Scratch(0, logits_bytes), x.rows, r.num_experts, DType::kF32};
+    const size_t ws_bytes =
+        cuda::MoeWorkspaceBytes(x.rows, r.top_k, r.num_experts, x.cols, w.inter);
+    void* workspace = Scratch(logits_bytes, ws_bytes);
     // The experts' pointer arrays go to the device once per layer, on its first (planning) run:
     // never inside a recording.
     const ExpertPointers& e = ExpertPointersOf(w);
@@ -518,24 +538,27 @@ class CudaOps : public Ops {
                         stream_));
   }
 
-  void CopyToHost(Tensor x, float* host) override {
-    if (planning_ || x.numel() == 0) return;
+  std::span<const float> ToHost(Tensor x) override {
+    if (planning_) return {};
     const size_t bytes = sizeof(float) * x.numel();
     if (bytes > logits_host_bytes_) {  // grows to the largest logits once; never in a recording
       if (logits_host_ != nullptr) Ok(cudaFreeHost(logits_host_), "cudaFreeHost");
       Ok(cudaHostAlloc(&logits_host_, bytes, cudaHostAllocDefault), "cudaHostAlloc(logits)");
       logits_host_bytes_ = bytes;
     }
-    const float* src = x.f32();
-    if (x.dtype == DType::kBF16) {
-      Tensor f = AllocF32(x.rows, x.cols);
-      Ok(cuda::ToFloat(Bf16(x), x.numel(), f.f32(), stream_));
-      src = f.f32();
+    if (bytes > 0) {
+      const float* src = x.f32();
+      if (x.dtype == DType::kBF16) {
+        Tensor f = AllocF32(x.rows, x.cols);
+        Ok(cuda::ToFloat(Bf16(x), x.numel(), f.f32(), stream_));
+        src = f.f32();
+      }
+      Ok(cudaMemcpyAsync(logits_host_, src, bytes, cudaMemcpyDeviceToHost, stream_),
+         "cudaMemcpyAsync(logits)");
     }
-    Ok(cudaMemcpyAsync(logits_host_, src, bytes, cudaMemcpyDeviceToHost, stream_),
-       "cudaMemcpyAsync(logits)");
+    // Also for a step without logits rows: its kernels are done before the next step begins.
     Ok(cudaStreamSynchronize(stream_), "cudaStreamSynchronize(step)");
-    std::memcpy(host, logits_host_, bytes);
+    return {static_cast<const float*>(logits_host_), static_cast<size_t>(x.numel())};
   }
 
  private:
@@ -562,6 +585,17 @@ class CudaOps : public Ops {
     return static_cast<const bf16*>(w.data);
   }
 
+  // Op-local scratch (attention, MLA and MoE workspaces, router logits): one region at the start
+  // of the arena that every op reuses in turn (stream order keeps them apart), bytes at offset.
+  void* Scratch(size_t offset, size_t bytes) {
+    scratch_peak_ = std::max(scratch_peak_, AlignUp(offset + bytes));
+    if (planning_) return nullptr;
+    KV_CHECK(scratch_peak_ <= scratch_bytes_)
+        << "CUDA backend: an op needs more than the " << scratch_bytes_
+        << " bytes of scratch reserved for the worst-case batches";
+    return arena_.as<uint8_t>() + offset;
+  }
+
   void* AllocBytes(size_t bytes) {
     const size_t at = arena_used_;
     arena_used_ += AlignUp(bytes);
@@ -569,7 +603,7 @@ class CudaOps : public Ops {
     KV_CHECK(arena_used_ <= arena_bytes_)
         << "CUDA backend: this step needs more than the " << arena_bytes_
         << " bytes of activations reserved for the worst-case batches";
-    return arena_.as<uint8_t>() + at;
+    return arena_.as<uint8_t>() + scratch_bytes_ + at;
   }
 
   // Device arrays of one MoE layer's per-expert weight pointers.
@@ -648,8 +682,7 @@ class CudaOps : public Ops {
   void Record(const StepBatch& padded, const std::function<Tensor(const StepBatch&)>& forward,
               Graph* g) {
     cudaGraph_t graph = nullptr;
-    Ok(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal),
-       "cudaStreamBeginCapture");
+    Ok(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
     g->logits = forward(padded);
     Ok(cudaStreamEndCapture(stream_, &graph), "cudaStreamEndCapture");
     Ok(cudaGraphInstantiate(&g->exec, graph, 0), "cudaGraphInstantiate");
@@ -666,12 +699,14 @@ class CudaOps : public Ops {
   const StepBatch* batch_ = nullptr;
   bool planning_ = false;
   DeviceBuffer arena_;
-  size_t arena_bytes_ = 0, arena_used_ = 0;
+  size_t arena_bytes_ = 0, arena_used_ = 0;      // the step's tensors, after the scratch
+  size_t scratch_bytes_ = 0, scratch_peak_ = 0;  // op-local workspaces, at the arena's start
   bool decode_only_ = false;
   int32_t max_query_len_ = 0, decode_plan_len_ = 1;
 
   MetaLayout meta_;
-  void* meta_host_ = nullptr;  // pinned
+  void* meta_host_ = nullptr;          // pinned
+  cudaEvent_t meta_copied_ = nullptr;  // the last step's metadata copy
   DeviceBuffer meta_dev_;
   void* logits_host_ = nullptr;  // pinned
   size_t logits_host_bytes_ = 0;
@@ -681,7 +716,7 @@ class CudaOps : public Ops {
   std::vector<bf16*> k_cache_, v_cache_;  // per layer (v: null for MLA)
 
   std::map<const MoeWeights*, ExpertPointers> expert_pointers_;  // by layer
-  std::map<int32_t, Graph> graphs_;                                // by bucket
+  std::map<int32_t, Graph> graphs_;                              // by bucket
   StepBatch padded_;
 };
 

@@ -502,7 +502,7 @@ void Engine::Impl::Step() {
   step_event.num_waiting = scheduler_->num_waiting();
   step_event.num_preempted = static_cast<int32_t>(report.preempted.size());
   step_event.kv_usage = kv_->usage();
-  const std::vector<float>& logits = runner_->Execute(batch);
+  const std::span<const float> logits = runner_->Execute(batch);
   scheduler_->CommitStep(batch);
   ++step_;
   const int64_t end_ns = NowNs();

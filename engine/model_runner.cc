@@ -80,7 +80,8 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const ModelConf
   // pool from what is left.
   const WorstCaseBatches worst(options);
   KV_RETURN_IF_ERROR(r->ops_->ReserveActivations(
-      worst.all(), [&r](const StepBatch& b) { return r->model_->Forward(b, *r->ops_); }));
+      r->kv_spec_, worst.all(),
+      [&r](const StepBatch& b) { return r->model_->Forward(b, *r->ops_); }));
 
   // The model's own bytes per token (MLA caches a latent, not K and V per head).
   const int64_t token_bytes = r->kv_spec_.bytes_per_token();
@@ -103,12 +104,10 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const ModelConf
   return r;
 }
 
-const std::vector<float>& ModelRunner::Execute(const StepBatch& batch) {
+std::span<const float> ModelRunner::Execute(const StepBatch& batch) {
   const Tensor logits =
       ops_->RunStep(batch, [this](const StepBatch& b) { return model_->Forward(b, *ops_); });
-  logits_.resize(logits.numel());
-  ops_->CopyToHost(logits, logits_.data());
-  return logits_;
+  return ops_->ToHost(logits);
 }
 
 }  // namespace kvasir

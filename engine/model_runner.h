@@ -4,6 +4,7 @@
 #define KVASIR_ENGINE_MODEL_RUNNER_H_
 
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -44,8 +45,9 @@ class ModelRunner {
                                                              const WeightSource& weights,
                                                              const RunnerOptions& options);
 
-  // Runs one step; returns the logits of batch.logits_indices, row-major [rows, vocab].
-  const std::vector<float>& Execute(const StepBatch& batch);
+  // Runs one step; returns the logits of batch.logits_indices, row-major [rows, vocab], valid
+  // until the next Execute.
+  std::span<const float> Execute(const StepBatch& batch);
 
   const KvCacheSpec& kv_spec() const { return kv_spec_; }
   std::string Describe() const { return ops_->Describe(); }
@@ -55,7 +57,6 @@ class ModelRunner {
   std::unique_ptr<Ops> ops_;
   std::unique_ptr<Model> model_;
   KvCacheSpec kv_spec_;
-  std::vector<float> logits_;
 };
 
 }  // namespace kvasir

@@ -7,10 +7,12 @@
 #ifndef KVASIR_ENGINE_OPS_H_
 #define KVASIR_ENGINE_OPS_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -134,7 +136,9 @@ class Ops {
   // Reserves the step arena for the largest steps the scheduler can make: forward(batch) runs
   // the model on each worst-case batch with the backend counting, not computing (no kernels, no
   // cache writes). A no-op for a backend whose arena grows on demand (the CPU).
-  virtual absl::Status ReserveActivations(const std::vector<const StepBatch*>& /*worst_cases*/,
+  // kv is the cache the model will use (all but num_blocks, which depends on what is left).
+  virtual absl::Status ReserveActivations(const KvCacheSpec& /*kv*/,
+                                          const std::vector<const StepBatch*>& /*worst_cases*/,
                                           const std::function<Tensor(const StepBatch&)>& /*fwd*/) {
     return absl::OkStatus();
   }
@@ -199,8 +203,15 @@ class Ops {
   virtual void Moe(Tensor x, const MoeWeights& w, Tensor out) = 0;
   // out[i] = x[batch.logits_indices[i]]
   virtual void GatherLogitsRows(Tensor x, Tensor out) = 0;
-  // Copies a tensor to host memory (logits for the sampler).
-  virtual void CopyToHost(Tensor x, float* host) = 0;
+  // The float32 tensor x readable on the host until the next BeginStep (logits for the
+  // sampler): the CPU backend's own memory, a device backend's pinned copy. Ends the step's
+  // device work (a device backend synchronises), whatever x's size.
+  virtual std::span<const float> ToHost(Tensor x) = 0;
+  // Copies a float32 tensor to host memory.
+  void CopyToHost(Tensor x, float* host) {
+    const std::span<const float> v = ToHost(x);
+    std::copy(v.begin(), v.end(), host);
+  }
   // Uploads a small host float vector (e.g. RoPE inverse frequencies) as a 1 x n weight.
   virtual absl::StatusOr<Weight> UploadFloats(const std::vector<float>& values) = 0;
 };

@@ -87,7 +87,8 @@ absl::Status ReadEngineFlags(const ParsedArgs& args, EngineOptions* o) {
     o->device = Device::kCpu;
   } else if (device == "cuda" || absl::StartsWith(device, "cuda:")) {
     o->device = Device::kCuda;
-    if (device.size() > 5 && !absl::SimpleAtoi(device.substr(5), &o->cuda_device)) {
+    if (device != "cuda" &&
+        (!absl::SimpleAtoi(device.substr(5), &o->cuda_device) || o->cuda_device < 0)) {
       return absl::InvalidArgumentError(
           absl::StrCat("--device cuda:N needs a device number, got '", device, "'"));
     }

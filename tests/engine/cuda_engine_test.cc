@@ -10,6 +10,7 @@
 // the rest of that continuation is not compared, because it continues from another token.
 #include <cmath>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -41,9 +42,8 @@ std::string CudaUnavailable() {
   return why;
 }
 
-#define SKIP_WITHOUT_CUDA()                                   \
-  if (const std::string why = CudaUnavailable(); !why.empty()) \
-  GTEST_SKIP() << why
+#define SKIP_WITHOUT_CUDA() \
+  if (const std::string why = CudaUnavailable(); !why.empty()) GTEST_SKIP() << why
 
 double RelError(const std::vector<float>& got, const std::vector<double>& ref) {
   double num = 0, den = 0;
@@ -166,10 +166,10 @@ void RunGreedyThroughEngine(const GoldenCase& param, bool cuda_graphs) {
       RequestOutput out = sinks[i++]->Wait();
       EXPECT_EQ(out.finish_reason, FinishReason::kLength);
       const auto expected = c["greedy_ids"].get<std::vector<int32_t>>();
-      matched += CompareGreedy(out, expected,
-                               param.model_dir + ", prompt of " +
-                                   std::to_string(c["prompt_ids"].size()) + " tokens, round " +
-                                   std::to_string(round));
+      matched +=
+          CompareGreedy(out, expected,
+                        param.model_dir + ", prompt of " + std::to_string(c["prompt_ids"].size()) +
+                            " tokens, round " + std::to_string(round));
       total += static_cast<int>(expected.size());
     }
   }
@@ -198,6 +198,112 @@ INSTANTIATE_TEST_SUITE_P(
                       GoldenCase{"deepseek_v2_lite_tiny", "deepseek_v2_lite_tiny/reference.json"},
                       GoldenCase{"deepseek_v3_tiny", "deepseek_v3_tiny/reference.json"}),
     [](const auto& info) { return info.param.model_dir; });
+
+// A prompt prefilled alone in chunks that sample nothing (no logits rows): each chunk's step must
+// finish before the next one's metadata replaces it.
+TEST(CudaEngine, LongPromptAloneInChunksMatchesTransformers) {
+  SKIP_WITHOUT_CUDA();
+  for (const std::string name : {"llama_tiny", "deepseek_v3_tiny"}) {
+    EngineOptions options;
+    options.model_path = FixturePath("models/" + name);
+    options.device = Device::kCuda;
+    options.max_batched_tokens = 8;  // the 33-token prompt takes five steps
+    options.max_num_seqs = 8;
+    options.block_size = 4;
+    options.kv_cache_bytes = 16 << 20;
+    auto engine = Engine::Create(options);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    const nlohmann::json ref = ReadJson(FixturePath("models/" + name + "/reference.json"));
+    const nlohmann::json* longest = nullptr;
+    for (const auto& c : ref["cases"]) {
+      if (longest == nullptr || c["prompt_ids"].size() > (*longest)["prompt_ids"].size()) {
+        longest = &c;
+      }
+    }
+    ASSERT_NE(longest, nullptr);
+    ASSERT_GT((*longest)["prompt_ids"].size(), 3u * options.max_batched_tokens);
+    EngineRequest r;
+    r.id = "alone";
+    r.prompt_ids = (*longest)["prompt_ids"].get<std::vector<int32_t>>();
+    r.max_tokens = static_cast<int32_t>((*longest)["greedy_ids"].size());
+    r.ignore_eos = true;
+    r.logprobs = 5;
+    auto sink = std::make_shared<CollectingSink>();
+    ASSERT_TRUE((*engine)->Submit(r, sink).ok());
+    const RequestOutput out = sink->Wait();
+    CompareGreedy(out, (*longest)["greedy_ids"].get<std::vector<int32_t>>(), name + ", alone");
+  }
+}
+
+// A decode step replayed from its CUDA graph computes what the eager run of the same padded step
+// computed, bit for bit (same kernels, shapes, plans and addresses); and the eager backend (its
+// decode planned for the batch's own contexts) agrees to bf16 accuracy.
+TEST(CudaGraphs, ReplaysEqualTheEagerRunOfTheSameStep) {
+  SKIP_WITHOUT_CUDA();
+  auto model = LoadModel(FixturePath("models/qwen3_moe_tiny"));
+  ASSERT_TRUE(model.ok()) << model.status();
+  RunnerOptions with = CudaRunner(), without = CudaRunner();
+  without.cuda_graphs = false;
+  auto graphs = ModelRunner::Create(model->config, *model->weights, with);
+  auto eager = ModelRunner::Create(model->config, *model->weights, without);
+  ASSERT_TRUE(graphs.ok()) << graphs.status();
+  ASSERT_TRUE(eager.ok()) << eager.status();
+  // Three sequences (padded to a bucket of 4) decode their 20th, 9th and 1st token over
+  // contexts prefilled token by token on both runners.
+  const std::vector<std::vector<int32_t>> prompts = {
+      {3, 14, 15, 92, 65, 35, 89, 79, 32, 38, 46, 26, 43, 38, 32, 79, 50, 28, 84, 19},
+      {27, 18, 28, 18, 28, 45, 90, 45, 23},
+      {101}};
+  const int32_t bs = with.block_size;
+  StepBatch decode;
+  decode.query_start.push_back(0);
+  decode.block_table_indptr.push_back(0);
+  int32_t next_block = 0;
+  for (size_t s = 0; s < prompts.size(); ++s) {
+    const int32_t n = static_cast<int32_t>(prompts[s].size());
+    const int32_t pages = (n + bs - 1) / bs;
+    std::vector<int32_t> blocks;
+    for (int32_t p = 0; p < pages; ++p) blocks.push_back(next_block++);
+    // Prefill the first n - 1 tokens one at a time (those steps are single-sequence decodes).
+    for (auto* runner : {&**graphs, &**eager}) {
+      StepBatch one;
+      one.seqs.resize(1);
+      one.query_start = {0, 1};
+      one.block_table_indptr = {0, pages};
+      one.block_table = blocks;
+      one.logits_indices = {0};
+      for (int32_t i = 0; i + 1 < n; ++i) {
+        one.seqs[0] = {.uid = s + 1, .start_position = i, .num_new_tokens = 1, .samples = true};
+        one.token_ids = {prompts[s][i]};
+        one.positions = {i};
+        one.slot_mapping = {int64_t{blocks[i / bs]} * bs + i % bs};
+        one.seq_lens = {i + 1};
+        runner->Execute(one);
+      }
+    }
+    const int32_t i = n - 1;
+    decode.seqs.push_back(
+        {.uid = s + 1, .start_position = i, .num_new_tokens = 1, .samples = true});
+    decode.token_ids.push_back(prompts[s][i]);
+    decode.positions.push_back(i);
+    decode.slot_mapping.push_back(int64_t{blocks[i / bs]} * bs + i % bs);
+    decode.query_start.push_back(static_cast<int32_t>(s) + 1);
+    decode.seq_lens.push_back(n);
+    decode.block_table.insert(decode.block_table.end(), blocks.begin(), blocks.end());
+    decode.block_table_indptr.push_back(static_cast<int32_t>(decode.block_table.size()));
+    decode.logits_indices.push_back(static_cast<int32_t>(s));
+  }
+  // The step rewrites each sequence's last slot with the same K/V, so reruns see the same cache.
+  std::vector<std::vector<float>> runs;
+  for (int run = 0; run < 4; ++run) {  // eager, record + replay, replay, replay
+    const std::span<const float> l = (*graphs)->Execute(decode);
+    runs.emplace_back(l.begin(), l.end());
+  }
+  ASSERT_EQ(runs[0].size(), prompts.size() * model->config.vocab_size);
+  for (int run = 1; run < 4; ++run) EXPECT_EQ(runs[run], runs[0]) << "run " << run;
+  const std::span<const float> e = (*eager)->Execute(decode);
+  EXPECT_LE(RelError(runs[3], std::vector<double>(e.begin(), e.end())), 1e-2);
+}
 
 // The KV pool takes what the utilization limit leaves: a larger limit, a larger pool.
 TEST(CudaMemoryPlanner, KvPoolGrowsWithTheUtilizationLimit) {

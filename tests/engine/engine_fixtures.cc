@@ -54,7 +54,8 @@ std::vector<float> AllLogits(ModelRunner& runner, const std::vector<int32_t>& pr
   StepBatch batch = scheduler.Schedule();
   batch.logits_indices.clear();
   for (int32_t i = 0; i < batch.num_tokens(); ++i) batch.logits_indices.push_back(i);
-  return runner.Execute(batch);
+  const std::span<const float> logits = runner.Execute(batch);
+  return {logits.begin(), logits.end()};
 }
 
 std::vector<float> TokenByTokenLogits(ModelRunner& runner, const std::vector<int32_t>& prompt) {
@@ -75,7 +76,7 @@ std::vector<float> TokenByTokenLogits(ModelRunner& runner, const std::vector<int
     batch.positions = {i};
     batch.slot_mapping = {int64_t{batch.block_table[i / block_size]} * block_size + i % block_size};
     batch.seq_lens = {i + 1};
-    const std::vector<float>& logits = runner.Execute(batch);
+    const std::span<const float> logits = runner.Execute(batch);
     all.insert(all.end(), logits.begin(), logits.end());
   }
   return all;

@@ -65,6 +65,9 @@ class MoeTimingOps : public Ops {
   }
   void GatherLogitsRows(Tensor x, Tensor out) override { inner_->GatherLogitsRows(x, out); }
   std::span<const float> ToHost(Tensor x) override { return inner_->ToHost(x); }
+  SampledRows SampleRows(Tensor logits, const SampleRowsRequest& r) override {
+    return inner_->SampleRows(logits, r);
+  }
   absl::StatusOr<Weight> UploadFloats(const std::vector<float>& v) override {
     return inner_->UploadFloats(v);
   }

@@ -2,6 +2,7 @@
 // of the model file); activations live in a per-step arena whose buffers are reused every step.
 #include <unistd.h>
 
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -11,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "engine/ops.h"
+#include "engine/sampler.h"
 #include "engine/util/status_macros.h"
 #include "kernels/check.h"
 #include "kernels/cpu/cpu_features.h"
@@ -303,6 +305,35 @@ class CpuOps : public Ops {
     return {x.f32(), static_cast<size_t>(x.numel())};
   }
 
+  // The host Sampler, row by row: the same code the engine's host path runs.
+  SampledRows SampleRows(Tensor logits, const SampleRowsRequest& r) override {
+    const int64_t rows = logits.rows, vocab = logits.cols;
+    KV_CHECK_EQ(static_cast<int64_t>(r.temperature.size()), rows);
+    const int64_t n = std::max(r.top_logprobs, 0);
+    sampled_ids_.assign(rows, -1);
+    sampled_chosen_.assign(r.top_logprobs >= 0 ? rows : 0, 0.0f);
+    sampled_top_ids_.assign(rows * n, -1);
+    sampled_top_logprobs_.assign(rows * n, -INFINITY);
+    for (int64_t i = 0; i < rows; ++i) {
+      const float* row = logits.f32() + i * vocab;
+      SamplingParams p;
+      p.temperature = r.temperature[i];
+      p.top_k = r.top_k[i];
+      p.top_p = r.top_p[i];
+      p.min_p = r.min_p[i];
+      sampled_ids_[i] = sampler_.Sample(row, vocab, p, r.seed[i], r.step[i]);
+      if (r.top_logprobs < 0) continue;
+      const TokenLogprobs lp =
+          Sampler::Logprobs(row, vocab, sampled_ids_[i], static_cast<int32_t>(n));
+      sampled_chosen_[i] = lp.logprob;
+      for (size_t j = 0; j < lp.top.size() && static_cast<int64_t>(j) < n; ++j) {
+        sampled_top_ids_[i * n + j] = lp.top[j].first;
+        sampled_top_logprobs_[i * n + j] = lp.top[j].second;
+      }
+    }
+    return {sampled_ids_, sampled_chosen_, sampled_top_ids_, sampled_top_logprobs_};
+  }
+
  private:
   cpu::ThreadPool pool_;
   StepArena arena_;
@@ -315,6 +346,9 @@ class CpuOps : public Ops {
   std::vector<float> moe_weights_, moe_logits_, moe_xs_, moe_gate_, moe_up_, moe_ys_;
   cpu::MoePermutation moe_perm_;
   cpu::MlaScratch mla_scratch_;
+  Sampler sampler_;
+  std::vector<int32_t> sampled_ids_, sampled_top_ids_;
+  std::vector<float> sampled_chosen_, sampled_top_logprobs_;
   std::vector<cpu::ExpertWeights> moe_experts_;
 };
 

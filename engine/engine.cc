@@ -173,6 +173,10 @@ class Engine::Impl {
   void Finish(uint64_t uid, FinishReason reason, RequestOutput out);
   // Prompt logprobs from the rows of a sequence's prompt positions in this step.
   void CollectPromptLogprobs(const ScheduledSequence& ss, const float* rows);
+  // Fills sample_request_ and returns true when the backend can sample every logits row of the
+  // step itself (no prompt-logprob rows, no logit processors): then only token ids and
+  // log-probabilities leave the device.
+  bool PrepareBackendSampling(const StepBatch& batch);
   // `index`: the sequence's choice.
   void Emit(RequestEventKind kind, const Sequence& seq, int32_t index, int64_t time_ns,
             FinishReason reason = FinishReason::kNone);
@@ -183,6 +187,7 @@ class Engine::Impl {
   std::unique_ptr<Scheduler> scheduler_;
   Sampler sampler_;
   std::vector<float> scratch_logits_;
+  SampleRowsRequest sample_request_;
   absl::flat_hash_set<int32_t> stop_ids_;
   std::shared_ptr<EngineObserver> observer_;  // may be null
 
@@ -502,7 +507,15 @@ void Engine::Impl::Step() {
   step_event.num_waiting = scheduler_->num_waiting();
   step_event.num_preempted = static_cast<int32_t>(report.preempted.size());
   step_event.kv_usage = kv_->usage();
-  const std::span<const float> logits = runner_->Execute(batch);
+  // Sampled by the backend when it can (a GPU keeps the logits), else on the host from logits.
+  const bool backend_samples = PrepareBackendSampling(batch);
+  SampledRows sampled;
+  std::span<const float> logits;
+  if (backend_samples) {
+    sampled = runner_->ExecuteAndSample(batch, sample_request_);
+  } else {
+    logits = runner_->Execute(batch);
+  }
   scheduler_->CommitStep(batch);
   ++step_;
   const int64_t end_ns = NowNs();
@@ -530,17 +543,25 @@ void Engine::Impl::Step() {
     Sequence* seq = scheduler_->Find(ss.uid);
     const int32_t step = seq->num_generated();
     const EngineRequest& req = *live.request;
-    const float* raw = logits.data() + row++ * vocab;
-    const float* use = raw;
-    const bool ban_stops = step < req.min_tokens && !live.stop_ids.empty();
-    if (Sampler::NeedsProcessing(req.sampling, ban_stops)) {
-      scratch_logits_.assign(raw, raw + vocab);
-      Sampler::ApplyProcessors(
-          scratch_logits_.data(), vocab, req.sampling, {&live.prompt_tokens, &live.output_counts},
-          ban_stops ? std::span<const int32_t>(live.stop_ids) : std::span<const int32_t>());
-      use = scratch_logits_.data();
+    const int64_t this_row = row++;
+    int32_t token = -1;
+    const float* raw = nullptr;  // the host path's logits row
+    if (backend_samples) {
+      token = sampled.ids[this_row];
+      KV_CHECK(token >= 0 && token < vocab) << "the backend sampled token " << token;
+    } else {
+      raw = logits.data() + this_row * vocab;
+      const float* use = raw;
+      const bool ban_stops = step < req.min_tokens && !live.stop_ids.empty();
+      if (Sampler::NeedsProcessing(req.sampling, ban_stops)) {
+        scratch_logits_.assign(raw, raw + vocab);
+        Sampler::ApplyProcessors(
+            scratch_logits_.data(), vocab, req.sampling, {&live.prompt_tokens, &live.output_counts},
+            ban_stops ? std::span<const int32_t>(live.stop_ids) : std::span<const int32_t>());
+        use = scratch_logits_.data();
+      }
+      token = sampler_.Sample(use, vocab, req.sampling, live.seed, step);
     }
-    const int32_t token = sampler_.Sample(use, vocab, req.sampling, live.seed, step);
     scheduler_->AppendToken(ss.uid, token);
     // The prompt's KV is computed and cached now: the other choices can share it.
     if (live.index == 0 && seq->num_generated() == 1 && req.n > 1) ReleaseHeld(req.id);
@@ -555,9 +576,20 @@ void Engine::Impl::Step() {
       out.prompt_logprobs = std::move(live.prompt_logprobs);
       seq->needs_prompt_logits = false;  // sent: a recompute after preemption may use the cache
     }
-    if (req.logprobs.has_value()) {
-      TokenLogprobs lp = Sampler::Logprobs(raw, vocab, token, *req.logprobs);
-      out.logprobs.push_back({token, lp.logprob, std::move(lp.top)});
+    if (req.logprobs.has_value() && backend_samples) {
+      const int32_t n = sample_request_.top_logprobs;
+      TokenLogprob lp{token, sampled.chosen_logprob[this_row], {}};
+      for (int32_t j = 0; j < *req.logprobs && j < n; ++j) {
+        const int32_t id = sampled.top_ids[this_row * n + j];
+        if (id >= 0) lp.top.emplace_back(id, sampled.top_logprobs[this_row * n + j]);
+      }
+      out.logprobs.push_back(std::move(lp));
+    } else if (req.logprobs.has_value()) {
+      TokenLogprob lp{token, 0.0f, {}};
+      TokenLogprobs host = Sampler::Logprobs(raw, vocab, token, *req.logprobs);
+      lp.logprob = host.logprob;
+      lp.top = std::move(host.top);
+      out.logprobs.push_back(std::move(lp));
     }
     const bool stop_token = std::binary_search(live.stop_ids.begin(), live.stop_ids.end(), token);
     if (live.detokenizer) out.text = live.detokenizer->Push(token);
@@ -590,6 +622,30 @@ void Engine::Impl::Step() {
     }
     live.sink->OnOutput(std::move(out));
   }
+}
+
+bool Engine::Impl::PrepareBackendSampling(const StepBatch& batch) {
+  SampleRowsRequest& r = sample_request_;
+  r.Clear();
+  if (batch.logits_indices.empty()) return false;  // nothing to sample: no logits to move either
+  for (const ScheduledSequence& ss : batch.seqs) {
+    if (ss.num_prompt_logit_rows > 0) return false;
+    if (!ss.samples) continue;
+    const Live& live = live_.at(ss.uid);
+    const EngineRequest& req = *live.request;
+    const int32_t step = scheduler_->Find(ss.uid)->num_generated();
+    const bool ban_stops = step < req.min_tokens && !live.stop_ids.empty();
+    if (Sampler::NeedsProcessing(req.sampling, ban_stops)) return false;
+    r.temperature.push_back(req.sampling.temperature);
+    r.top_k.push_back(req.sampling.top_k);
+    r.top_p.push_back(req.sampling.top_p);
+    r.min_p.push_back(req.sampling.min_p);
+    r.seed.push_back(live.seed);
+    r.step.push_back(static_cast<uint64_t>(step));
+    if (req.logprobs.has_value()) r.top_logprobs = std::max(r.top_logprobs, *req.logprobs);
+  }
+  return r.temperature.size() == batch.logits_indices.size() &&
+         runner_->CanSampleRows(info.vocab_size);
 }
 
 void Engine::Impl::CollectPromptLogprobs(const ScheduledSequence& ss, const float* rows) {

@@ -10,44 +10,51 @@
 namespace kvasir {
 namespace {
 
-// The largest steps the scheduler can make under the runner's bounds: a whole-budget prefill of
-// one sequence that wants logits for every position (prompt logprobs), and decode steps of as
-// many sequences as fit, at the context limit (decode attention's workspace grows with both).
+// The largest steps the scheduler can make under the runner's bounds: a whole-budget prefill
+// (in sequences of at most max_model_len tokens) that wants logits for every position (prompt
+// logprobs), and decode steps of as many sequences as fit, at the context limit (decode
+// attention's workspace grows with both).
 // Their page tables point at block 0: the backend only counts while it runs them.
 class WorstCaseBatches {
  public:
   explicit WorstCaseBatches(const RunnerOptions& o) {
     const int32_t len = std::max(1, o.max_model_len);
-    const int32_t prefill = std::max(1, std::min(o.max_batched_tokens, len));
-    Add(1, prefill, len, /*all_logits=*/true, &prefill_);
-    const int32_t seqs = std::max(1, std::min(o.max_num_seqs, o.max_batched_tokens));
-    Add(seqs, 1, len, false, &decode_);
-    Add(1, 1, len, false, &decode_one_);
+    // The whole token budget in prefill chunks of at most len tokens, every position wanting
+    // its logits (prompt logprobs).
+    const int32_t budget = std::max(1, o.max_batched_tokens);
+    prefill_.query_start.push_back(0);
+    prefill_.block_table_indptr.push_back(0);
+    for (int32_t left = budget; left > 0; left -= len) {
+      Add(std::min(left, len), len, /*all_logits=*/true, &prefill_);
+    }
+    decode_.query_start.push_back(0);
+    decode_.block_table_indptr.push_back(0);
+    const int32_t seqs = std::max(1, std::min(o.max_num_seqs, budget));
+    for (int32_t s = 0; s < seqs; ++s) Add(1, len, false, &decode_);
+    decode_one_.query_start.push_back(0);
+    decode_one_.block_table_indptr.push_back(0);
+    Add(1, len, false, &decode_one_);
   }
   std::vector<const StepBatch*> all() const { return {&prefill_, &decode_, &decode_one_}; }
 
  private:
-  static void Add(int32_t seqs, int32_t tokens_per_seq, int32_t seq_len, bool all_logits,
-                  StepBatch* b) {
-    b->query_start.push_back(0);
-    b->block_table_indptr.push_back(0);
-    for (int32_t s = 0; s < seqs; ++s) {
-      b->seqs.push_back({.uid = static_cast<uint64_t>(s) + 1,
-                         .start_position = seq_len - tokens_per_seq,
-                         .num_new_tokens = tokens_per_seq,
-                         .samples = true,
-                         .num_prompt_logit_rows = all_logits ? tokens_per_seq - 1 : 0});
-      for (int32_t t = 0; t < tokens_per_seq; ++t) {
-        if (all_logits || t == tokens_per_seq - 1) b->logits_indices.push_back(b->num_tokens());
-        b->token_ids.push_back(0);
-        b->positions.push_back(seq_len - tokens_per_seq + t);
-        b->slot_mapping.push_back(-1);
-      }
-      b->query_start.push_back(b->num_tokens());
-      b->seq_lens.push_back(seq_len);
-      b->block_table.push_back(0);
-      b->block_table_indptr.push_back(static_cast<int32_t>(b->block_table.size()));
+  // Appends a sequence computing its last `tokens` positions of a seq_len context.
+  static void Add(int32_t tokens, int32_t seq_len, bool all_logits, StepBatch* b) {
+    b->seqs.push_back({.uid = static_cast<uint64_t>(b->seqs.size()) + 1,
+                       .start_position = seq_len - tokens,
+                       .num_new_tokens = tokens,
+                       .samples = true,
+                       .num_prompt_logit_rows = all_logits ? tokens - 1 : 0});
+    for (int32_t t = 0; t < tokens; ++t) {
+      if (all_logits || t == tokens - 1) b->logits_indices.push_back(b->num_tokens());
+      b->token_ids.push_back(0);
+      b->positions.push_back(seq_len - tokens + t);
+      b->slot_mapping.push_back(-1);
     }
+    b->query_start.push_back(b->num_tokens());
+    b->seq_lens.push_back(seq_len);
+    b->block_table.push_back(0);
+    b->block_table_indptr.push_back(static_cast<int32_t>(b->block_table.size()));
   }
   StepBatch prefill_, decode_, decode_one_;
 };
@@ -108,6 +115,13 @@ std::span<const float> ModelRunner::Execute(const StepBatch& batch) {
   const Tensor logits =
       ops_->RunStep(batch, [this](const StepBatch& b) { return model_->Forward(b, *ops_); });
   return ops_->ToHost(logits);
+}
+
+SampledRows ModelRunner::ExecuteAndSample(const StepBatch& batch,
+                                          const SampleRowsRequest& sampling) {
+  const Tensor logits =
+      ops_->RunStep(batch, [this](const StepBatch& b) { return model_->Forward(b, *ops_); });
+  return ops_->SampleRows(logits, sampling);
 }
 
 }  // namespace kvasir

@@ -48,6 +48,10 @@ class ModelRunner {
   // Runs one step; returns the logits of batch.logits_indices, row-major [rows, vocab], valid
   // until the next Execute.
   std::span<const float> Execute(const StepBatch& batch);
+  // Runs one step whose logits rows all sample, and samples them on the backend (Ops::SampleRows):
+  // only token ids and log-probabilities come back. Valid until the next Execute*.
+  SampledRows ExecuteAndSample(const StepBatch& batch, const SampleRowsRequest& sampling);
+  bool CanSampleRows(int64_t vocab) const { return ops_->CanSampleRows(vocab); }
 
   const KvCacheSpec& kv_spec() const { return kv_spec_; }
   std::string Describe() const { return ops_->Describe(); }

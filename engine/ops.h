@@ -114,6 +114,29 @@ struct MlaDims {
   int32_t kv_lora_rank = 0;  // the latent's width
 };
 
+// What Ops::SampleRows needs of each logits row (every row of the step samples): the sampling
+// parameters of engine/request.h without the logit processors (bias, penalties, banned ids),
+// which stay on the host path (the engine sends such steps there).
+struct SampleRowsRequest {
+  std::vector<float> temperature, top_p, min_p;  // [rows]
+  std::vector<int32_t> top_k;                    // [rows]
+  std::vector<uint64_t> seed, step;              // [rows]: the draw of Sampler::Uniform(seed, step)
+  // -1: no log-probabilities; n in [0, 20]: each row's chosen token's and its n most likely.
+  int32_t top_logprobs = -1;
+  void Clear() {
+    temperature.clear(), top_p.clear(), min_p.clear(), top_k.clear(), seed.clear(), step.clear();
+    top_logprobs = -1;
+  }
+};
+
+// Ops::SampleRows' result, host memory valid until the next BeginStep.
+struct SampledRows {
+  std::span<const int32_t> ids;           // [rows]
+  std::span<const float> chosen_logprob;  // [rows] (top_logprobs >= 0)
+  std::span<const int32_t> top_ids;       // [rows, top_logprobs], best first; -1 past the vocab
+  std::span<const float> top_logprobs;    // [rows, top_logprobs]
+};
+
 class Ops {
  public:
   virtual ~Ops() = default;
@@ -207,6 +230,12 @@ class Ops {
   // sampler): the CPU backend's own memory, a device backend's pinned copy. Ends the step's
   // device work (a device backend synchronises), whatever x's size.
   virtual std::span<const float> ToHost(Tensor x) = 0;
+  // Samples every row of logits (float32 [rows, vocab]; rows == r.temperature.size()) by
+  // engine/sampler.h's rule, with log-probabilities of the raw logits when asked; only ids and
+  // log-probabilities reach the host. Ends the step like ToHost. See CanSampleRows.
+  virtual SampledRows SampleRows(Tensor logits, const SampleRowsRequest& r) = 0;
+  // Whether SampleRows takes rows of this many logits.
+  virtual bool CanSampleRows(int64_t /*vocab*/) const { return true; }
   // Copies a float32 tensor to host memory.
   void CopyToHost(Tensor x, float* host) {
     const std::span<const float> v = ToHost(x);

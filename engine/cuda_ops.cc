@@ -44,6 +44,7 @@
 #include "kernels/cuda/mla.h"
 #include "kernels/cuda/moe.h"
 #include "kernels/cuda/ops.h"
+#include "kernels/cuda/sampler.h"
 
 namespace kvasir {
 namespace {
@@ -87,6 +88,40 @@ struct MetaLayout {
   }
 };
 
+// Fixed offsets of SampleRows' parameters (uploaded) and results (downloaded), the same in the
+// pinned buffer and its device copy: parameters first, results after, so each direction is one
+// copy.
+struct SampleLayout {
+  static constexpr int64_t kMaxTop = 20;  // EngineRequest::logprobs' limit
+  size_t temperature = 0, top_k = 0, top_p = 0, min_p = 0, seed = 0, step = 0;
+  size_t ids = 0, chosen = 0, top_ids = 0, top_logprobs = 0, params_bytes = 0, bytes = 0;
+  int64_t max_rows = 0;
+
+  static SampleLayout For(int64_t rows) {
+    SampleLayout l;
+    l.max_rows = rows;
+    size_t off = 0;
+    auto take = [&](size_t bytes) {
+      const size_t at = off;
+      off += AlignUp(bytes);
+      return at;
+    };
+    l.seed = take(sizeof(uint64_t) * rows);
+    l.step = take(sizeof(uint64_t) * rows);
+    l.temperature = take(sizeof(float) * rows);
+    l.top_k = take(sizeof(int32_t) * rows);
+    l.top_p = take(sizeof(float) * rows);
+    l.min_p = take(sizeof(float) * rows);
+    l.params_bytes = off;
+    l.ids = take(sizeof(int32_t) * rows);
+    l.chosen = take(sizeof(float) * rows);
+    l.top_ids = take(sizeof(int32_t) * rows * kMaxTop);
+    l.top_logprobs = take(sizeof(float) * rows * kMaxTop);
+    l.bytes = off;
+    return l;
+  }
+};
+
 class CudaOps : public Ops {
  public:
   static absl::StatusOr<std::unique_ptr<Ops>> Create(const CudaOpsOptions& o) {
@@ -121,11 +156,13 @@ class CudaOps : public Ops {
   }
 
   ~CudaOps() override {
+    cudaSetDevice(options_.device);  // the caller's thread may have another device current
     for (auto& [bucket, g] : graphs_) {
       if (g.exec != nullptr) cudaGraphExecDestroy(g.exec);
     }
     if (meta_host_ != nullptr) cudaFreeHost(meta_host_);
     if (meta_copied_ != nullptr) cudaEventDestroy(meta_copied_);
+    if (sample_host_ != nullptr) cudaFreeHost(sample_host_);
     if (logits_host_ != nullptr) cudaFreeHost(logits_host_);
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
   }
@@ -203,9 +240,11 @@ class CudaOps : public Ops {
     size_t free_bytes = 0, total = 0;
     if (cudaMemGetInfo(&free_bytes, &total) != cudaSuccess) return int64_t{0};
     // What is in use (weights, arena, cuBLASLt workspace, the context, other processes) comes
-    // off the share this process may fill.
-    const double budget =
-        utilization * static_cast<double>(total) - static_cast<double>(total - free_bytes);
+    // off the share this process may fill, and so does headroom for what comes after the pool
+    // (CUDA graphs, lazily loaded kernels): 1 GiB, or 2 % of a small device.
+    const double headroom = std::min(double{1 << 30}, 0.02 * static_cast<double>(total));
+    const double budget = utilization * static_cast<double>(total) -
+                          static_cast<double>(total - free_bytes) - headroom;
     return static_cast<int64_t>(std::max(0.0, budget));
   }
 
@@ -229,6 +268,9 @@ class CudaOps : public Ops {
     KV_ASSIGN_OR_RETURN(meta_dev_, DeviceBuffer::Allocate(meta_.bytes));
 
     KV_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&meta_copied_, cudaEventDisableTiming));
+    sample_ = SampleLayout::For(max_tokens);
+    KV_CUDA_RETURN_IF_ERROR(cudaHostAlloc(&sample_host_, sample_.bytes, cudaHostAllocDefault));
+    KV_ASSIGN_OR_RETURN(sample_dev_, DeviceBuffer::Allocate(sample_.bytes));
 
     planning_ = true;
     size_t peak = 0, scratch_peak = 0;
@@ -560,6 +602,83 @@ class CudaOps : public Ops {
     Ok(cudaStreamSynchronize(stream_), "cudaStreamSynchronize(step)");
     return {static_cast<const float*>(logits_host_), static_cast<size_t>(x.numel())};
   }
+  bool CanSampleRows(int64_t vocab) const override { return vocab <= cuda::kSampleMaxVocab; }
+
+  // cuda::Sample over the logits in place (it restores them), then cuda::Logprobs of the raw
+  // logits when asked; one upload of the parameters, one download of the results.
+  SampledRows SampleRows(Tensor logits, const SampleRowsRequest& r) override {
+    const int64_t rows = logits.rows;
+    const int64_t n = r.top_logprobs;
+    KV_CHECK(logits.dtype == DType::kF32 && static_cast<int64_t>(r.temperature.size()) == rows &&
+             rows <= sample_.max_rows && n <= SampleLayout::kMaxTop)
+        << "SampleRows: " << rows << " rows, " << r.temperature.size() << " parameter rows, top "
+        << n;
+    uint8_t* h = static_cast<uint8_t*>(sample_host_);
+    auto put = [&](size_t off, const auto& v) {
+      KV_CHECK_EQ(static_cast<int64_t>(v.size()), rows);
+      std::memcpy(h + off, v.data(), sizeof(v[0]) * v.size());
+    };
+    put(sample_.temperature, r.temperature);
+    put(sample_.top_k, r.top_k);
+    put(sample_.top_p, r.top_p);
+    put(sample_.min_p, r.min_p);
+    put(sample_.seed, r.seed);
+    put(sample_.step, r.step);
+    uint8_t* d = sample_dev_.as<uint8_t>();
+    Ok(cudaMemcpyAsync(d, h, sample_.params_bytes, cudaMemcpyHostToDevice, stream_),
+       "cudaMemcpyAsync(sampling parameters)");
+    cuda::SampleArgs a;
+    a.logits = logits.f32();
+    a.rows = static_cast<int32_t>(rows);
+    a.vocab = static_cast<int32_t>(logits.cols);
+    a.params.temperature = reinterpret_cast<const float*>(d + sample_.temperature);
+    a.params.top_k = reinterpret_cast<const int32_t*>(d + sample_.top_k);
+    a.params.top_p = reinterpret_cast<const float*>(d + sample_.top_p);
+    a.params.min_p = reinterpret_cast<const float*>(d + sample_.min_p);
+    a.params.seed = reinterpret_cast<const uint64_t*>(d + sample_.seed);
+    a.params.step = reinterpret_cast<const uint64_t*>(d + sample_.step);
+    a.ids = reinterpret_cast<int32_t*>(d + sample_.ids);
+    Ok(cuda::Sample(a, stream_));
+    const int64_t top = std::min<int64_t>(std::max<int64_t>(n, 0), logits.cols);
+    size_t results = sizeof(int32_t) * rows;  // the ids; with logprobs, everything after them
+    if (n >= 0) {
+      cuda::LogprobsArgs l;
+      l.logits = logits.f32();
+      l.rows = a.rows;
+      l.vocab = a.vocab;
+      l.top_k = static_cast<int32_t>(top);
+      l.top_ids = reinterpret_cast<int32_t*>(d + sample_.top_ids);
+      l.top_logprobs = reinterpret_cast<float*>(d + sample_.top_logprobs);
+      l.chosen = a.ids;
+      l.chosen_logprob = reinterpret_cast<float*>(d + sample_.chosen);
+      Ok(cuda::Logprobs(l, stream_));
+      results = sample_.bytes - sample_.ids;
+    }
+    Ok(cudaMemcpyAsync(h + sample_.ids, d + sample_.ids, results, cudaMemcpyDeviceToHost, stream_),
+       "cudaMemcpyAsync(sampled ids)");
+    Ok(cudaStreamSynchronize(stream_), "cudaStreamSynchronize(step)");
+    SampledRows out;
+    out.ids = {reinterpret_cast<const int32_t*>(h + sample_.ids), static_cast<size_t>(rows)};
+    if (n >= 0) {
+      // Logprobs wrote rows of `top` entries; SampledRows' rows are n wide (n > top only for a
+      // vocabulary under n): spread them out, "none" (-1) past the vocabulary.
+      int32_t* ids = reinterpret_cast<int32_t*>(h + sample_.top_ids);
+      float* lps = reinterpret_cast<float*>(h + sample_.top_logprobs);
+      if (top < n) {
+        for (int64_t i = rows - 1; i >= 0; --i) {
+          for (int64_t j = n - 1; j >= 0; --j) {
+            ids[i * n + j] = j < top ? ids[i * top + j] : -1;
+            lps[i * n + j] = j < top ? lps[i * top + j] : -INFINITY;
+          }
+        }
+      }
+      out.chosen_logprob = {reinterpret_cast<const float*>(h + sample_.chosen),
+                            static_cast<size_t>(rows)};
+      out.top_ids = {ids, static_cast<size_t>(rows * n)};
+      out.top_logprobs = {lps, static_cast<size_t>(rows * n)};
+    }
+    return out;
+  }
 
  private:
   static constexpr int64_t kStageElems = int64_t{1} << 22;
@@ -659,8 +778,9 @@ class CudaOps : public Ops {
     for (const ScheduledSequence& s : b.seqs) {
       if (s.num_new_tokens != 1 || !s.samples || s.num_prompt_logit_rows != 0) return 0;
     }
-    int32_t bucket = n <= 1 ? 1 : n <= 2 ? 2 : n <= 4 ? 4 : (n + 7) / 8 * 8;
-    return std::min(bucket, std::max(options_.max_num_seqs, n));
+    const int32_t bucket = n <= 1 ? 1 : n <= 2 ? 2 : n <= 4 ? 4 : (n + 7) / 8 * 8;
+    // Past the bounds the arena and metadata were reserved for, the step runs eagerly.
+    return bucket <= std::min(options_.max_num_seqs, options_.max_batched_tokens) ? bucket : 0;
   }
 
   // b padded to `bucket` sequences of one token; padding sequences have no context and no slot.
@@ -708,6 +828,9 @@ class CudaOps : public Ops {
   void* meta_host_ = nullptr;          // pinned
   cudaEvent_t meta_copied_ = nullptr;  // the last step's metadata copy
   DeviceBuffer meta_dev_;
+  SampleLayout sample_;
+  void* sample_host_ = nullptr;  // pinned
+  DeviceBuffer sample_dev_;
   void* logits_host_ = nullptr;  // pinned
   size_t logits_host_bytes_ = 0;
 

@@ -177,6 +177,20 @@ class Engine::Impl {
   // step itself (no prompt-logprob rows, no logit processors): then only token ids and
   // log-probabilities leave the device.
   bool PrepareBackendSampling(const StepBatch& batch);
+  // What a step's model run left for sampling: the backend's samples, or the logits.
+  struct StepSamples {
+    bool on_backend = false;
+    SampledRows sampled;            // on_backend
+    std::span<const float> logits;  // otherwise: [rows, vocab] on the host
+  };
+  // The token of logits row `row` (the step-th token of live's sequence) and, when its request
+  // asks for them, its log-probabilities (appended to `logprobs`).
+  int32_t TakeToken(const StepSamples& s, int64_t row, Live& live, int32_t step,
+                    std::vector<TokenLogprob>* logprobs);
+  // Appends the sampled token to its sequence and sends the output (or finishes the request on
+  // a stop token, a stop string or its length).
+  void AppendToken(uint64_t uid, Live& live, int32_t step, int32_t token,
+                   std::vector<TokenLogprob> logprobs, int64_t end_ns);
   // `index`: the sequence's choice.
   void Emit(RequestEventKind kind, const Sequence& seq, int32_t index, int64_t time_ns,
             FinishReason reason = FinishReason::kNone);
@@ -508,13 +522,12 @@ void Engine::Impl::Step() {
   step_event.num_preempted = static_cast<int32_t>(report.preempted.size());
   step_event.kv_usage = kv_->usage();
   // Sampled by the backend when it can (a GPU keeps the logits), else on the host from logits.
-  const bool backend_samples = PrepareBackendSampling(batch);
-  SampledRows sampled;
-  std::span<const float> logits;
-  if (backend_samples) {
-    sampled = runner_->ExecuteAndSample(batch, sample_request_);
+  StepSamples samples;
+  samples.on_backend = PrepareBackendSampling(batch);
+  if (samples.on_backend) {
+    samples.sampled = runner_->ExecuteAndSample(batch, sample_request_);
   } else {
-    logits = runner_->Execute(batch);
+    samples.logits = runner_->Execute(batch);
   }
   scheduler_->CommitStep(batch);
   ++step_;
@@ -535,93 +548,103 @@ void Engine::Impl::Step() {
   int64_t row = 0;
   for (const ScheduledSequence& ss : batch.seqs) {
     if (ss.num_prompt_logit_rows > 0) {
-      CollectPromptLogprobs(ss, logits.data() + row * vocab);
+      CollectPromptLogprobs(ss, samples.logits.data() + row * vocab);
       row += ss.num_prompt_logit_rows;
     }
     if (!ss.samples) continue;
     Live& live = live_.at(ss.uid);
-    Sequence* seq = scheduler_->Find(ss.uid);
-    const int32_t step = seq->num_generated();
-    const EngineRequest& req = *live.request;
-    const int64_t this_row = row++;
-    int32_t token = -1;
-    const float* raw = nullptr;  // the host path's logits row
-    if (backend_samples) {
-      token = sampled.ids[this_row];
-      KV_CHECK(token >= 0 && token < vocab) << "the backend sampled token " << token;
-    } else {
-      raw = logits.data() + this_row * vocab;
-      const float* use = raw;
-      const bool ban_stops = step < req.min_tokens && !live.stop_ids.empty();
-      if (Sampler::NeedsProcessing(req.sampling, ban_stops)) {
-        scratch_logits_.assign(raw, raw + vocab);
-        Sampler::ApplyProcessors(
-            scratch_logits_.data(), vocab, req.sampling, {&live.prompt_tokens, &live.output_counts},
-            ban_stops ? std::span<const int32_t>(live.stop_ids) : std::span<const int32_t>());
-        use = scratch_logits_.data();
-      }
-      token = sampler_.Sample(use, vocab, req.sampling, live.seed, step);
-    }
-    scheduler_->AppendToken(ss.uid, token);
-    // The prompt's KV is computed and cached now: the other choices can share it.
-    if (live.index == 0 && seq->num_generated() == 1 && req.n > 1) ReleaseHeld(req.id);
-    if (Sampler::UsesOutputHistory(req.sampling)) ++live.output_counts[token];
-    Emit(seq->num_generated() == 1 ? RequestEventKind::kFirstToken : RequestEventKind::kToken, *seq,
-         live.index, end_ns);
-    if (seq->num_generated() == 1) live.timings.first_token_ns = end_ns;
-    RequestOutput out;
-    out.index = live.index;
-    out.token_ids.push_back(token);
-    if (seq->num_generated() == 1 && seq->needs_prompt_logits) {
-      out.prompt_logprobs = std::move(live.prompt_logprobs);
-      seq->needs_prompt_logits = false;  // sent: a recompute after preemption may use the cache
-    }
-    if (req.logprobs.has_value() && backend_samples) {
-      const int32_t n = sample_request_.top_logprobs;
-      TokenLogprob lp{token, sampled.chosen_logprob[this_row], {}};
-      for (int32_t j = 0; j < *req.logprobs && j < n; ++j) {
-        const int32_t id = sampled.top_ids[this_row * n + j];
-        if (id >= 0) lp.top.emplace_back(id, sampled.top_logprobs[this_row * n + j]);
-      }
-      out.logprobs.push_back(std::move(lp));
-    } else if (req.logprobs.has_value()) {
-      TokenLogprob lp{token, 0.0f, {}};
-      TokenLogprobs host = Sampler::Logprobs(raw, vocab, token, *req.logprobs);
-      lp.logprob = host.logprob;
-      lp.top = std::move(host.top);
-      out.logprobs.push_back(std::move(lp));
-    }
-    const bool stop_token = std::binary_search(live.stop_ids.begin(), live.stop_ids.end(), token);
-    if (live.detokenizer) out.text = live.detokenizer->Push(token);
-    // Like stop tokens, stop strings cannot end a request before min_tokens tokens (a stop string
-    // completed by an earlier token is not looked for again).
-    if (live.stop_strings && step >= req.min_tokens) {
-      std::optional<std::string> matched;
-      out.text = live.stop_strings->Push(out.text, &matched);
-      if (matched.has_value()) {
-        out.stop_string = *std::move(matched);
-        Finish(ss.uid, FinishReason::kStop, std::move(out));
-        continue;
-      }
-    }
-    if (stop_token || seq->num_generated() >= req.max_tokens) {
-      if (stop_token) out.stop_token = token;
-      Finish(ss.uid, stop_token ? FinishReason::kStop : FinishReason::kLength, std::move(out));
-      continue;
-    }
-    out.usage.prompt_tokens = seq->num_prompt_tokens;
-    out.usage.completion_tokens = seq->num_generated();
-    out.usage.cached_prompt_tokens = std::max(0, seq->num_cached_prompt_tokens);
-    if (options_.stream_interval > 1) {
-      AppendOutput(live.unsent, std::move(out));
-      if (seq->num_generated() > 1 &&
-          static_cast<int32_t>(live.unsent.token_ids.size()) < options_.stream_interval) {
-        continue;
-      }
-      out = std::exchange(live.unsent, RequestOutput());
-    }
-    live.sink->OnOutput(std::move(out));
+    const int32_t step = scheduler_->Find(ss.uid)->num_generated();
+    std::vector<TokenLogprob> logprobs;
+    const int32_t token = TakeToken(samples, row++, live, step, &logprobs);
+    AppendToken(ss.uid, live, step, token, std::move(logprobs), end_ns);
   }
+}
+
+void Engine::Impl::AppendToken(uint64_t uid, Live& live, int32_t step, int32_t token,
+                               std::vector<TokenLogprob> logprobs, int64_t end_ns) {
+  Sequence* seq = scheduler_->Find(uid);
+  const EngineRequest& req = *live.request;
+  scheduler_->AppendToken(uid, token);
+  // The prompt's KV is computed and cached now: the other choices can share it.
+  if (live.index == 0 && seq->num_generated() == 1 && req.n > 1) ReleaseHeld(req.id);
+  if (Sampler::UsesOutputHistory(req.sampling)) ++live.output_counts[token];
+  Emit(seq->num_generated() == 1 ? RequestEventKind::kFirstToken : RequestEventKind::kToken, *seq,
+       live.index, end_ns);
+  if (seq->num_generated() == 1) live.timings.first_token_ns = end_ns;
+  RequestOutput out;
+  out.index = live.index;
+  out.token_ids.push_back(token);
+  if (seq->num_generated() == 1 && seq->needs_prompt_logits) {
+    out.prompt_logprobs = std::move(live.prompt_logprobs);
+    seq->needs_prompt_logits = false;  // sent: a recompute after preemption may use the cache
+  }
+  out.logprobs = std::move(logprobs);
+  const bool stop_token = std::binary_search(live.stop_ids.begin(), live.stop_ids.end(), token);
+  if (live.detokenizer) out.text = live.detokenizer->Push(token);
+  // Like stop tokens, stop strings cannot end a request before min_tokens tokens (a stop string
+  // completed by an earlier token is not looked for again).
+  if (live.stop_strings && step >= req.min_tokens) {
+    std::optional<std::string> matched;
+    out.text = live.stop_strings->Push(out.text, &matched);
+    if (matched.has_value()) {
+      out.stop_string = *std::move(matched);
+      Finish(uid, FinishReason::kStop, std::move(out));
+      return;
+    }
+  }
+  if (stop_token || seq->num_generated() >= req.max_tokens) {
+    if (stop_token) out.stop_token = token;
+    Finish(uid, stop_token ? FinishReason::kStop : FinishReason::kLength, std::move(out));
+    return;
+  }
+  out.usage.prompt_tokens = seq->num_prompt_tokens;
+  out.usage.completion_tokens = seq->num_generated();
+  out.usage.cached_prompt_tokens = std::max(0, seq->num_cached_prompt_tokens);
+  if (options_.stream_interval > 1) {
+    AppendOutput(live.unsent, std::move(out));
+    if (seq->num_generated() > 1 &&
+        static_cast<int32_t>(live.unsent.token_ids.size()) < options_.stream_interval) {
+      return;
+    }
+    out = std::exchange(live.unsent, RequestOutput());
+  }
+  live.sink->OnOutput(std::move(out));
+}
+
+int32_t Engine::Impl::TakeToken(const StepSamples& s, int64_t row, Live& live, int32_t step,
+                                std::vector<TokenLogprob>* logprobs) {
+  const EngineRequest& req = *live.request;
+  const int64_t vocab = info.vocab_size;
+  if (s.on_backend) {
+    const int32_t token = s.sampled.ids[row];
+    KV_CHECK(token >= 0 && token < vocab) << "the backend sampled token " << token;
+    if (req.logprobs.has_value()) {
+      const int32_t n = sample_request_.top_logprobs;
+      TokenLogprob lp{token, s.sampled.chosen_logprob[row], {}};
+      for (int32_t j = 0; j < *req.logprobs && j < n; ++j) {
+        const int32_t id = s.sampled.top_ids[row * n + j];
+        if (id >= 0) lp.top.emplace_back(id, s.sampled.top_logprobs[row * n + j]);
+      }
+      logprobs->push_back(std::move(lp));
+    }
+    return token;
+  }
+  const float* raw = s.logits.data() + row * vocab;
+  const float* use = raw;
+  const bool ban_stops = step < req.min_tokens && !live.stop_ids.empty();
+  if (Sampler::NeedsProcessing(req.sampling, ban_stops)) {
+    scratch_logits_.assign(raw, raw + vocab);
+    Sampler::ApplyProcessors(
+        scratch_logits_.data(), vocab, req.sampling, {&live.prompt_tokens, &live.output_counts},
+        ban_stops ? std::span<const int32_t>(live.stop_ids) : std::span<const int32_t>());
+    use = scratch_logits_.data();
+  }
+  const int32_t token = sampler_.Sample(use, vocab, req.sampling, live.seed, step);
+  if (req.logprobs.has_value()) {
+    TokenLogprobs host = Sampler::Logprobs(raw, vocab, token, *req.logprobs);
+    logprobs->push_back({token, host.logprob, std::move(host.top)});
+  }
+  return token;
 }
 
 bool Engine::Impl::PrepareBackendSampling(const StepBatch& batch) {

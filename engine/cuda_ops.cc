@@ -56,6 +56,16 @@ using cuda::DeviceBuffer;
 constexpr size_t kAlign = 256;
 size_t AlignUp(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
+// Lays out 256-byte aligned pieces of one buffer in call order: Take returns a piece's offset.
+struct Carver {
+  size_t bytes = 0;
+  size_t Take(size_t n) {
+    const size_t at = bytes;
+    bytes += AlignUp(n);
+    return at;
+  }
+};
+
 void Ok(const absl::Status& s) { KV_CHECK(s.ok()) << "CUDA backend: " << s.ToString(); }
 void Ok(cudaError_t e, const char* what) { Ok(cuda::CudaStatus(e, what)); }
 
@@ -70,12 +80,8 @@ struct MetaLayout {
     m.max_tokens = max_tokens;
     m.max_seqs = max_seqs;
     m.max_blocks = max_blocks;
-    size_t off = 0;
-    auto take = [&](size_t bytes) {
-      const size_t at = off;
-      off += AlignUp(bytes);
-      return at;
-    };
+    Carver c;
+    auto take = [&c](size_t bytes) { return c.Take(bytes); };
     m.slot_mapping = take(sizeof(int64_t) * max_tokens);
     m.token_ids = take(sizeof(int32_t) * max_tokens);
     m.positions = take(sizeof(int32_t) * max_tokens);
@@ -84,7 +90,7 @@ struct MetaLayout {
     m.seq_lens = take(sizeof(int32_t) * max_seqs);
     m.indptr = take(sizeof(int32_t) * (max_seqs + 1));
     m.block_table = take(sizeof(int32_t) * max_blocks);  // last: a step copies what it uses
-    m.bytes = off;
+    m.bytes = c.bytes;
     return m;
   }
 };
@@ -101,24 +107,20 @@ struct SampleLayout {
   static SampleLayout For(int64_t rows) {
     SampleLayout l;
     l.max_rows = rows;
-    size_t off = 0;
-    auto take = [&](size_t bytes) {
-      const size_t at = off;
-      off += AlignUp(bytes);
-      return at;
-    };
+    Carver c;
+    auto take = [&c](size_t bytes) { return c.Take(bytes); };
     l.seed = take(sizeof(uint64_t) * rows);
     l.step = take(sizeof(uint64_t) * rows);
     l.temperature = take(sizeof(float) * rows);
     l.top_k = take(sizeof(int32_t) * rows);
     l.top_p = take(sizeof(float) * rows);
     l.min_p = take(sizeof(float) * rows);
-    l.params_bytes = off;
+    l.params_bytes = c.bytes;
     l.ids = take(sizeof(int32_t) * rows);
     l.chosen = take(sizeof(float) * rows);
     l.top_ids = take(sizeof(int32_t) * rows * kMaxTop);
     l.top_logprobs = take(sizeof(float) * rows * kMaxTop);
-    l.bytes = off;
+    l.bytes = c.bytes;
     return l;
   }
 };

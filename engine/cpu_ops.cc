@@ -9,6 +9,8 @@
 #include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "engine/ops.h"
@@ -305,10 +307,11 @@ class CpuOps : public Ops {
     return {x.f32(), static_cast<size_t>(x.numel())};
   }
 
-  // The host Sampler, row by row: the same code the engine's host path runs.
+  // The host Sampler, row by row, with Sampler::ApplyProcessors on a copy of a row that has
+  // processors: the code the engine ran on host logits before.
   SampledRows SampleRows(Tensor logits, const SampleRowsRequest& r) override {
     const int64_t rows = logits.rows, vocab = logits.cols;
-    KV_CHECK_EQ(static_cast<int64_t>(r.temperature.size()), rows);
+    KV_CHECK_EQ(r.rows(), rows);
     const int64_t n = std::max(r.top_logprobs, 0);
     sampled_ids_.assign(rows, -1);
     sampled_chosen_.assign(r.top_logprobs >= 0 ? rows : 0, 0.0f);
@@ -321,7 +324,30 @@ class CpuOps : public Ops {
       p.top_k = r.top_k[i];
       p.top_p = r.top_p[i];
       p.min_p = r.min_p[i];
-      sampled_ids_[i] = sampler_.Sample(row, vocab, p, r.seed[i], r.step[i]);
+      p.repetition_penalty = r.repetition_penalty[i];
+      p.presence_penalty = r.presence_penalty[i];
+      p.frequency_penalty = r.frequency_penalty[i];
+      for (int32_t j = r.bias_indptr[i]; j < r.bias_indptr[i + 1]; ++j) {
+        p.logit_bias.emplace_back(r.bias_ids[j], r.bias_values[j]);
+      }
+      const std::span<const int32_t> banned(r.banned_ids.data() + r.banned_indptr[i],
+                                            r.banned_indptr[i + 1] - r.banned_indptr[i]);
+      const float* use = row;
+      if (Sampler::NeedsProcessing(p, !banned.empty())) {
+        history_prompt_.clear();
+        history_output_.clear();
+        for (int32_t j = r.prompt_indptr[i]; j < r.prompt_indptr[i + 1]; ++j) {
+          history_prompt_.insert(r.prompt_ids[j]);
+        }
+        for (int32_t j = r.output_indptr[i]; j < r.output_indptr[i + 1]; ++j) {
+          history_output_[r.output_ids[j]] = r.output_counts[j];
+        }
+        processed_.assign(row, row + vocab);
+        Sampler::ApplyProcessors(processed_.data(), vocab, p, {&history_prompt_, &history_output_},
+                                 banned);
+        use = processed_.data();
+      }
+      sampled_ids_[i] = sampler_.Sample(use, vocab, p, r.seed[i], r.step[i]);
       if (r.top_logprobs < 0) continue;
       const TokenLogprobs lp =
           Sampler::Logprobs(row, vocab, sampled_ids_[i], static_cast<int32_t>(n));
@@ -347,6 +373,9 @@ class CpuOps : public Ops {
   cpu::MoePermutation moe_perm_;
   cpu::MlaScratch mla_scratch_;
   Sampler sampler_;
+  absl::flat_hash_set<int32_t> history_prompt_;
+  absl::flat_hash_map<int32_t, int32_t> history_output_;
+  std::vector<float> processed_;
   std::vector<int32_t> sampled_ids_, sampled_top_ids_;
   std::vector<float> sampled_chosen_, sampled_top_logprobs_;
   std::vector<cpu::ExpertWeights> moe_experts_;

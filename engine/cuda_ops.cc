@@ -101,6 +101,7 @@ struct MetaLayout {
 struct SampleLayout {
   static constexpr int64_t kMaxTop = 20;  // EngineRequest::logprobs' limit
   size_t temperature = 0, top_k = 0, top_p = 0, min_p = 0, seed = 0, step = 0;
+  size_t repetition = 0, presence = 0, frequency = 0;
   size_t ids = 0, chosen = 0, top_ids = 0, top_logprobs = 0, params_bytes = 0, bytes = 0;
   int64_t max_rows = 0;
 
@@ -115,6 +116,9 @@ struct SampleLayout {
     l.top_k = take(sizeof(int32_t) * rows);
     l.top_p = take(sizeof(float) * rows);
     l.min_p = take(sizeof(float) * rows);
+    l.repetition = take(sizeof(float) * rows);
+    l.presence = take(sizeof(float) * rows);
+    l.frequency = take(sizeof(float) * rows);
     l.params_bytes = c.bytes;
     l.ids = take(sizeof(int32_t) * rows);
     l.chosen = take(sizeof(float) * rows);
@@ -166,6 +170,7 @@ class CudaOps : public Ops {
     if (meta_host_ != nullptr) cudaFreeHost(meta_host_);
     if (meta_copied_ != nullptr) cudaEventDestroy(meta_copied_);
     if (sample_host_ != nullptr) cudaFreeHost(sample_host_);
+    if (lists_host_ != nullptr) cudaFreeHost(lists_host_);
     if (logits_host_ != nullptr) cudaFreeHost(logits_host_);
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
   }
@@ -607,8 +612,9 @@ class CudaOps : public Ops {
   }
   bool CanSampleRows(int64_t vocab) const override { return vocab <= cuda::kSampleMaxVocab; }
 
-  // cuda::Sample over the logits in place (it restores them), then cuda::Logprobs of the raw
-  // logits when asked; one upload of the parameters, one download of the results.
+  // cuda::Sample over the logits in place (it applies the processors and restores the logits),
+  // then cuda::Logprobs of the raw logits when asked; one upload of the parameters (and one of
+  // the processors' lists when there are any), one download of the results.
   SampledRows SampleRows(Tensor logits, const SampleRowsRequest& r) override {
     const int64_t rows = logits.rows;
     const int64_t n = r.top_logprobs;
@@ -627,6 +633,9 @@ class CudaOps : public Ops {
     put(sample_.min_p, r.min_p);
     put(sample_.seed, r.seed);
     put(sample_.step, r.step);
+    put(sample_.repetition, r.repetition_penalty);
+    put(sample_.presence, r.presence_penalty);
+    put(sample_.frequency, r.frequency_penalty);
     uint8_t* d = sample_dev_.as<uint8_t>();
     Ok(cudaMemcpyAsync(d, h, sample_.params_bytes, cudaMemcpyHostToDevice, stream_),
        "cudaMemcpyAsync(sampling parameters)");
@@ -640,7 +649,11 @@ class CudaOps : public Ops {
     a.params.min_p = reinterpret_cast<const float*>(d + sample_.min_p);
     a.params.seed = reinterpret_cast<const uint64_t*>(d + sample_.seed);
     a.params.step = reinterpret_cast<const uint64_t*>(d + sample_.step);
+    a.params.repetition_penalty = reinterpret_cast<const float*>(d + sample_.repetition);
+    a.params.presence_penalty = reinterpret_cast<const float*>(d + sample_.presence);
+    a.params.frequency_penalty = reinterpret_cast<const float*>(d + sample_.frequency);
     a.ids = reinterpret_cast<int32_t*>(d + sample_.ids);
+    if (r.list_entries() > 0) UploadLists(r, &a);
     Ok(cuda::Sample(a, stream_));
     const int64_t top = std::min<int64_t>(std::max<int64_t>(n, 0), logits.cols);
     size_t results = sizeof(int32_t) * rows;  // the ids; with logprobs, everything after them
@@ -705,6 +718,60 @@ class CudaOps : public Ops {
   static const bf16* Bf16(const Weight& w) {
     KV_CHECK(w.dtype == DType::kBF16) << "CUDA weights are bf16";
     return static_cast<const bf16*>(w.data);
+  }
+
+  // The processors' lists of a SampleRows call, one upload into a device copy of the same layout,
+  // and the sampler's workspace (4 bytes per entry); both grow to the largest step's.
+  void UploadLists(const SampleRowsRequest& r, cuda::SampleArgs* a) {
+    Carver c;
+    struct Piece {
+      size_t offset;
+      const void* data;
+      size_t bytes;
+    };
+    std::vector<Piece> pieces;
+    auto take = [&](const auto& v) {
+      const size_t bytes = sizeof(v[0]) * v.size();
+      pieces.push_back({c.Take(bytes), v.data(), bytes});
+      return pieces.back().offset;
+    };
+    const size_t bias_indptr = take(r.bias_indptr), bias_ids = take(r.bias_ids),
+                 bias_values = take(r.bias_values), prompt_indptr = take(r.prompt_indptr),
+                 prompt_ids = take(r.prompt_ids), output_indptr = take(r.output_indptr),
+                 output_ids = take(r.output_ids), output_counts = take(r.output_counts),
+                 banned_indptr = take(r.banned_indptr), banned_ids = take(r.banned_ids);
+    if (c.bytes > lists_bytes_) {
+      const size_t bytes = std::max(c.bytes, 2 * lists_bytes_);
+      if (lists_host_ != nullptr) Ok(cudaFreeHost(lists_host_), "cudaFreeHost");
+      Ok(cudaHostAlloc(&lists_host_, bytes, cudaHostAllocDefault), "cudaHostAlloc(lists)");
+      absl::StatusOr<DeviceBuffer> dev = DeviceBuffer::Allocate(bytes);
+      Ok(dev.status());
+      lists_dev_ = *std::move(dev);
+      lists_bytes_ = bytes;
+    }
+    uint8_t* h = static_cast<uint8_t*>(lists_host_);
+    for (const Piece& p : pieces) {
+      if (p.bytes > 0) std::memcpy(h + p.offset, p.data, p.bytes);
+    }
+    Ok(cudaMemcpyAsync(lists_dev_.data(), h, c.bytes, cudaMemcpyHostToDevice, stream_),
+       "cudaMemcpyAsync(sampling lists)");
+    const size_t ws = cuda::SampleWorkspaceBytes(r.list_entries());
+    if (ws > sample_ws_.bytes()) {
+      absl::StatusOr<DeviceBuffer> buf =
+          DeviceBuffer::Allocate(std::max(ws, 2 * sample_ws_.bytes()));
+      Ok(buf.status());
+      sample_ws_ = *std::move(buf);
+    }
+    const uint8_t* d = lists_dev_.as<uint8_t>();
+    auto i32 = [d](size_t off) { return reinterpret_cast<const int32_t*>(d + off); };
+    a->bias = {i32(bias_indptr), i32(bias_ids)};
+    a->bias_values = reinterpret_cast<const float*>(d + bias_values);
+    a->prompt = {i32(prompt_indptr), i32(prompt_ids)};
+    a->output = {i32(output_indptr), i32(output_ids)};
+    a->output_counts = i32(output_counts);
+    a->banned = {i32(banned_indptr), i32(banned_ids)};
+    a->workspace = sample_ws_.data();
+    a->workspace_bytes = sample_ws_.bytes();
   }
 
   // Op-local scratch (attention, MLA and MoE workspaces, router logits): one region at the start
@@ -834,6 +901,9 @@ class CudaOps : public Ops {
   SampleLayout sample_;
   void* sample_host_ = nullptr;  // pinned
   DeviceBuffer sample_dev_;
+  void* lists_host_ = nullptr;  // pinned
+  size_t lists_bytes_ = 0;
+  DeviceBuffer lists_dev_, sample_ws_;
   void* logits_host_ = nullptr;  // pinned
   size_t logits_host_bytes_ = 0;
 

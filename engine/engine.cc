@@ -174,7 +174,7 @@ class Engine::Impl {
   // Prompt logprobs from the rows of a sequence's prompt positions in this step.
   void CollectPromptLogprobs(const ScheduledSequence& ss, const float* rows);
   // Fills sample_request_ and returns true when the backend can sample every logits row of the
-  // step itself (no prompt-logprob rows, no logit processors): then only token ids and
+  // step itself (no prompt-logprob rows, which read whole rows): then only token ids and
   // log-probabilities leave the device.
   bool PrepareBackendSampling(const StepBatch& batch);
   // What a step's model run left for sampling: the backend's samples, or the logits.
@@ -652,22 +652,46 @@ bool Engine::Impl::PrepareBackendSampling(const StepBatch& batch) {
   r.Clear();
   if (batch.logits_indices.empty()) return false;  // nothing to sample: no logits to move either
   for (const ScheduledSequence& ss : batch.seqs) {
-    if (ss.num_prompt_logit_rows > 0) return false;
+    if (ss.num_prompt_logit_rows > 0) return false;  // prompt logprobs read whole rows
     if (!ss.samples) continue;
     const Live& live = live_.at(ss.uid);
-    const EngineRequest& req = *live.request;
+    const SamplingParams& p = live.request->sampling;
     const int32_t step = scheduler_->Find(ss.uid)->num_generated();
-    const bool ban_stops = step < req.min_tokens && !live.stop_ids.empty();
-    if (Sampler::NeedsProcessing(req.sampling, ban_stops)) return false;
-    r.temperature.push_back(req.sampling.temperature);
-    r.top_k.push_back(req.sampling.top_k);
-    r.top_p.push_back(req.sampling.top_p);
-    r.min_p.push_back(req.sampling.min_p);
+    r.temperature.push_back(p.temperature);
+    r.top_k.push_back(p.top_k);
+    r.top_p.push_back(p.top_p);
+    r.min_p.push_back(p.min_p);
     r.seed.push_back(live.seed);
     r.step.push_back(static_cast<uint64_t>(step));
-    if (req.logprobs.has_value()) r.top_logprobs = std::max(r.top_logprobs, *req.logprobs);
+    r.repetition_penalty.push_back(p.repetition_penalty);
+    r.presence_penalty.push_back(p.presence_penalty);
+    r.frequency_penalty.push_back(p.frequency_penalty);
+    // The processors' inputs, as the host path hands them to Sampler::ApplyProcessors.
+    for (const auto& [id, bias] : p.logit_bias) {
+      r.bias_ids.push_back(id);
+      r.bias_values.push_back(bias);
+    }
+    if (p.repetition_penalty != 1.0f) {
+      r.prompt_ids.insert(r.prompt_ids.end(), live.prompt_tokens.begin(), live.prompt_tokens.end());
+    }
+    if (Sampler::UsesOutputHistory(p)) {
+      for (const auto& [id, count] : live.output_counts) {
+        r.output_ids.push_back(id);
+        r.output_counts.push_back(count);
+      }
+    }
+    if (step < live.request->min_tokens && !live.stop_ids.empty()) {
+      r.banned_ids.insert(r.banned_ids.end(), live.stop_ids.begin(), live.stop_ids.end());
+    }
+    r.bias_indptr.push_back(static_cast<int32_t>(r.bias_ids.size()));
+    r.prompt_indptr.push_back(static_cast<int32_t>(r.prompt_ids.size()));
+    r.output_indptr.push_back(static_cast<int32_t>(r.output_ids.size()));
+    r.banned_indptr.push_back(static_cast<int32_t>(r.banned_ids.size()));
+    if (live.request->logprobs.has_value()) {
+      r.top_logprobs = std::max(r.top_logprobs, *live.request->logprobs);
+    }
   }
-  return r.temperature.size() == batch.logits_indices.size() &&
+  return r.rows() == static_cast<int64_t>(batch.logits_indices.size()) &&
          runner_->CanSampleRows(info.vocab_size);
 }
 

@@ -115,16 +115,40 @@ struct MlaDims {
 };
 
 // What Ops::SampleRows needs of each logits row (every row of the step samples): the sampling
-// parameters of engine/request.h without the logit processors (bias, penalties, banned ids),
-// which stay on the host path (the engine sends such steps there).
+// parameters of engine/request.h, and the logit processors' inputs as CSR lists (indptr
+// [rows + 1], row r's entries at [indptr[r], indptr[r + 1])), applied as
+// Sampler::ApplyProcessors does: bias, repetition penalty (prompt and output ids), presence and
+// frequency penalties (output ids and counts), banned ids.
 struct SampleRowsRequest {
   std::vector<float> temperature, top_p, min_p;  // [rows]
   std::vector<int32_t> top_k;                    // [rows]
   std::vector<uint64_t> seed, step;              // [rows]: the draw of Sampler::Uniform(seed, step)
+  std::vector<float> repetition_penalty, presence_penalty, frequency_penalty;  // [rows]
+  std::vector<int32_t> bias_indptr{0}, bias_ids;  // logit_bias, in the request's order
+  std::vector<float> bias_values;
+  std::vector<int32_t> prompt_indptr{0}, prompt_ids;                 // distinct prompt ids
+  std::vector<int32_t> output_indptr{0}, output_ids, output_counts;  // distinct output ids
+  std::vector<int32_t> banned_indptr{0}, banned_ids;  // set to -inf (stop ids before min_tokens)
   // -1: no log-probabilities; n in [0, 20]: each row's chosen token's and its n most likely.
   int32_t top_logprobs = -1;
+
+  int64_t rows() const { return static_cast<int64_t>(temperature.size()); }
+  // Total list entries (what a device copy of the lists holds).
+  int64_t list_entries() const {
+    return static_cast<int64_t>(bias_ids.size() + prompt_ids.size() + output_ids.size() +
+                                banned_ids.size());
+  }
   void Clear() {
-    temperature.clear(), top_p.clear(), min_p.clear(), top_k.clear(), seed.clear(), step.clear();
+    for (auto* v : {&temperature, &top_p, &min_p, &repetition_penalty, &presence_penalty,
+                    &frequency_penalty, &bias_values}) {
+      v->clear();
+    }
+    for (auto* v : {&top_k, &bias_ids, &prompt_ids, &output_ids, &output_counts, &banned_ids}) {
+      v->clear();
+    }
+    for (auto* v : {&bias_indptr, &prompt_indptr, &output_indptr, &banned_indptr}) *v = {0};
+    seed.clear();
+    step.clear();
     top_logprobs = -1;
   }
 };

@@ -8,6 +8,7 @@
 // as vLLM's check_logprobs_close does: equal until a position where the two choices differ, where
 // each must be the other's near-tie (inside the other's top 5 and within 0.1 nats of its best);
 // the rest of that continuation is not compared, because it continues from another token.
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <span>
@@ -303,6 +304,55 @@ TEST(CudaGraphs, ReplaysEqualTheEagerRunOfTheSameStep) {
   for (int run = 1; run < 4; ++run) EXPECT_EQ(runs[run], runs[0]) << "run " << run;
   const std::span<const float> e = (*eager)->Execute(decode);
   EXPECT_LE(RelError(runs[3], std::vector<double>(e.begin(), e.end())), 1e-2);
+}
+
+// The logit processors reach the device sampler (as lists): a bias makes a token win every step;
+// presence and frequency penalties, or a repetition penalty, then push it back; a stop token
+// banned before min_tokens is never sampled early.
+TEST(CudaEngine, LogitProcessorsApplyOnTheDevice) {
+  SKIP_WITHOUT_CUDA();
+  EngineOptions options;
+  options.model_path = FixturePath("models/llama_tiny");
+  options.device = Device::kCuda;
+  options.max_batched_tokens = 64;
+  options.max_num_seqs = 8;
+  options.kv_cache_bytes = 16 << 20;
+  auto engine = Engine::Create(options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  auto run = [&](EngineRequest r) {
+    auto sink = std::make_shared<CollectingSink>();
+    EXPECT_TRUE((*engine)->Submit(r, sink).ok());
+    return sink->Wait();
+  };
+  auto count77 = [](const RequestOutput& o) {
+    return std::count(o.token_ids.begin(), o.token_ids.end(), 77);
+  };
+  EngineRequest pushed = testing::GreedyRequest("pushed", {9, 9, 9}, 6);
+  pushed.sampling.logit_bias = {{77, 100.0f}};
+  EXPECT_EQ(count77(run(pushed)), 6);
+  EngineRequest freq = pushed;
+  freq.id = "freq";
+  freq.sampling.logit_bias = {{77, 12.0f}};
+  freq.sampling.frequency_penalty = 2.0f;
+  freq.sampling.presence_penalty = 2.0f;
+  const RequestOutput with_freq = run(freq);
+  EXPECT_LT(count77(with_freq), 6);
+  EngineRequest rep = pushed;
+  rep.id = "rep";
+  rep.sampling.logit_bias = {{77, 12.0f}};
+  rep.sampling.repetition_penalty = 50.0f;
+  EXPECT_LE(count77(run(rep)), 1);
+  // 77 as a stop token that the bias would pick at once: banned until min_tokens.
+  EngineRequest banned = pushed;
+  banned.id = "banned";
+  banned.ignore_eos = false;
+  banned.stop_token_ids = {77};
+  banned.min_tokens = 4;
+  const RequestOutput out = run(banned);
+  ASSERT_EQ(out.token_ids.size(), 5u);
+  EXPECT_EQ(count77(out), 1);
+  EXPECT_EQ(out.token_ids.back(), 77);
+  EXPECT_EQ(out.finish_reason, FinishReason::kStop);
 }
 
 // The KV pool takes what the utilization limit leaves: a larger limit, a larger pool.

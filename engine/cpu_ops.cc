@@ -307,8 +307,8 @@ class CpuOps : public Ops {
     return {x.f32(), static_cast<size_t>(x.numel())};
   }
 
-  // The host Sampler, row by row, with Sampler::ApplyProcessors on a copy of a row that has
-  // processors: the code the engine ran on host logits before.
+  // Sampler::SampleRow, row by row (the engine's host path runs it too), with the processors'
+  // history rebuilt from the lists for the rows that have processors.
   SampledRows SampleRows(Tensor logits, const SampleRowsRequest& r) override {
     const int64_t rows = logits.rows, vocab = logits.cols;
     KV_CHECK_EQ(r.rows(), rows);
@@ -332,7 +332,6 @@ class CpuOps : public Ops {
       }
       const std::span<const int32_t> banned(r.banned_ids.data() + r.banned_indptr[i],
                                             r.banned_indptr[i + 1] - r.banned_indptr[i]);
-      const float* use = row;
       if (Sampler::NeedsProcessing(p, !banned.empty())) {
         history_prompt_.clear();
         history_output_.clear();
@@ -342,15 +341,12 @@ class CpuOps : public Ops {
         for (int32_t j = r.output_indptr[i]; j < r.output_indptr[i + 1]; ++j) {
           history_output_[r.output_ids[j]] = r.output_counts[j];
         }
-        processed_.assign(row, row + vocab);
-        Sampler::ApplyProcessors(processed_.data(), vocab, p, {&history_prompt_, &history_output_},
-                                 banned);
-        use = processed_.data();
       }
-      sampled_ids_[i] = sampler_.Sample(use, vocab, p, r.seed[i], r.step[i]);
+      TokenLogprobs lp;
+      sampled_ids_[i] = sampler_.SampleRow(row, vocab, p, {&history_prompt_, &history_output_},
+                                           banned, r.seed[i], r.step[i], static_cast<int32_t>(n),
+                                           r.top_logprobs >= 0 ? &lp : nullptr);
       if (r.top_logprobs < 0) continue;
-      const TokenLogprobs lp =
-          Sampler::Logprobs(row, vocab, sampled_ids_[i], static_cast<int32_t>(n));
       sampled_chosen_[i] = lp.logprob;
       for (size_t j = 0; j < lp.top.size() && static_cast<int64_t>(j) < n; ++j) {
         sampled_top_ids_[i * n + j] = lp.top[j].first;
@@ -375,7 +371,6 @@ class CpuOps : public Ops {
   Sampler sampler_;
   absl::flat_hash_set<int32_t> history_prompt_;
   absl::flat_hash_map<int32_t, int32_t> history_output_;
-  std::vector<float> processed_;
   std::vector<int32_t> sampled_ids_, sampled_top_ids_;
   std::vector<float> sampled_chosen_, sampled_top_logprobs_;
   std::vector<cpu::ExpertWeights> moe_experts_;

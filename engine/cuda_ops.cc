@@ -66,6 +66,12 @@ struct Carver {
   }
 };
 
+// Copies v to base + offset (a staging buffer's piece).
+template <typename T>
+void CopyAt(void* base, size_t offset, const std::vector<T>& v) {
+  if (!v.empty()) std::memcpy(static_cast<uint8_t*>(base) + offset, v.data(), sizeof(T) * v.size());
+}
+
 void Ok(const absl::Status& s) { KV_CHECK(s.ok()) << "CUDA backend: " << s.ToString(); }
 void Ok(cudaError_t e, const char* what) { Ok(cuda::CudaStatus(e, what)); }
 
@@ -382,10 +388,7 @@ class CudaOps : public Ops {
     // The previous step's copy out of the staging buffer must be done before it is rewritten
     // (ToHost synchronises every step; this holds whatever the caller did).
     Ok(cudaEventSynchronize(meta_copied_), "cudaEventSynchronize(step metadata)");
-    uint8_t* h = static_cast<uint8_t*>(meta_host_);
-    auto put = [&](size_t off, const auto& v) {
-      std::memcpy(h + off, v.data(), sizeof(v[0]) * v.size());
-    };
+    auto put = [this](size_t off, const auto& v) { CopyAt(meta_host_, off, v); };
     put(meta_.token_ids, batch.token_ids);
     put(meta_.positions, batch.positions);
     put(meta_.slot_mapping, batch.slot_mapping);
@@ -625,7 +628,7 @@ class CudaOps : public Ops {
     uint8_t* h = static_cast<uint8_t*>(sample_host_);
     auto put = [&](size_t off, const auto& v) {
       KV_CHECK_EQ(static_cast<int64_t>(v.size()), rows);
-      std::memcpy(h + off, v.data(), sizeof(v[0]) * v.size());
+      CopyAt(h, off, v);
     };
     put(sample_.temperature, r.temperature);
     put(sample_.top_k, r.top_k);
@@ -917,8 +920,6 @@ class CudaOps : public Ops {
 };
 
 }  // namespace
-
-bool CudaBackendBuilt() { return true; }
 
 absl::StatusOr<std::unique_ptr<Ops>> MakeCudaOps(const CudaOpsOptions& options) {
   return CudaOps::Create(options);

@@ -3,8 +3,6 @@
 
 namespace kvasir {
 
-bool CudaBackendBuilt() { return false; }
-
 absl::StatusOr<std::unique_ptr<Ops>> MakeCudaOps(const CudaOpsOptions& /*options*/) {
   return absl::FailedPreconditionError(
       "this build has no CUDA backend (configure with the CUDA toolkit and -DKVASIR_CUDA=ON)");

@@ -200,7 +200,6 @@ class Engine::Impl {
   std::unique_ptr<KvCacheManager> kv_;
   std::unique_ptr<Scheduler> scheduler_;
   Sampler sampler_;
-  std::vector<float> scratch_logits_;
   SampleRowsRequest sample_request_;
   absl::flat_hash_set<int32_t> stop_ids_;
   std::shared_ptr<EngineObserver> observer_;  // may be null
@@ -629,21 +628,14 @@ int32_t Engine::Impl::TakeToken(const StepSamples& s, int64_t row, Live& live, i
     }
     return token;
   }
-  const float* raw = s.logits.data() + row * vocab;
-  const float* use = raw;
   const bool ban_stops = step < req.min_tokens && !live.stop_ids.empty();
-  if (Sampler::NeedsProcessing(req.sampling, ban_stops)) {
-    scratch_logits_.assign(raw, raw + vocab);
-    Sampler::ApplyProcessors(
-        scratch_logits_.data(), vocab, req.sampling, {&live.prompt_tokens, &live.output_counts},
-        ban_stops ? std::span<const int32_t>(live.stop_ids) : std::span<const int32_t>());
-    use = scratch_logits_.data();
-  }
-  const int32_t token = sampler_.Sample(use, vocab, req.sampling, live.seed, step);
-  if (req.logprobs.has_value()) {
-    TokenLogprobs host = Sampler::Logprobs(raw, vocab, token, *req.logprobs);
-    logprobs->push_back({token, host.logprob, std::move(host.top)});
-  }
+  TokenLogprobs host;
+  const int32_t token = sampler_.SampleRow(
+      s.logits.data() + row * vocab, vocab, req.sampling,
+      {&live.prompt_tokens, &live.output_counts},
+      ban_stops ? std::span<const int32_t>(live.stop_ids) : std::span<const int32_t>(), live.seed,
+      step, req.logprobs.value_or(0), req.logprobs.has_value() ? &host : nullptr);
+  if (req.logprobs.has_value()) logprobs->push_back({token, host.logprob, std::move(host.top)});
   return token;
 }
 

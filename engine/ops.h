@@ -284,8 +284,6 @@ struct CudaOpsOptions {
   // (1, 2, 4, 8, then multiples of 8 up to max_num_seqs), and replay them.
   bool cuda_graphs = true;
 };
-// True when this build has the CUDA backend (CMake found the toolkit).
-bool CudaBackendBuilt();
 // FAILED_PRECONDITION when the build has no CUDA backend or no device is usable.
 absl::StatusOr<std::unique_ptr<Ops>> MakeCudaOps(const CudaOpsOptions& options);
 

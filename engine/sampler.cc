@@ -27,6 +27,20 @@ double Sampler::Uniform(uint64_t seed, uint64_t step) {
   return static_cast<double>(bits >> 11) * 0x1.0p-53;
 }
 
+int32_t Sampler::SampleRow(const float* logits, int64_t vocab, const SamplingParams& params,
+                           const TokenHistory& history, std::span<const int32_t> banned,
+                           uint64_t seed, uint64_t step, int32_t top_n, TokenLogprobs* logprobs) {
+  const float* use = logits;
+  if (NeedsProcessing(params, !banned.empty())) {
+    processed_.assign(logits, logits + vocab);
+    ApplyProcessors(processed_.data(), vocab, params, history, banned);
+    use = processed_.data();
+  }
+  const int32_t token = Sample(use, vocab, params, seed, step);
+  if (logprobs != nullptr) *logprobs = Logprobs(logits, vocab, token, top_n);
+  return token;
+}
+
 int32_t Sampler::Sample(const float* logits, int64_t vocab, const SamplingParams& params,
                         uint64_t seed, uint64_t step) {
   // Greedy also when 1/T overflows (T below ~3e-39): sampling at such T is argmax anyway.

@@ -49,11 +49,18 @@ class Sampler {
   int32_t Sample(const float* logits, int64_t vocab, const SamplingParams& params, uint64_t seed,
                  uint64_t step);
 
+  // The whole rule for one row of raw logits: ApplyProcessors on a copy when params or banned
+  // need it, then Sample; and, when logprobs is not null, Logprobs(top_n) of the raw row.
+  int32_t SampleRow(const float* logits, int64_t vocab, const SamplingParams& params,
+                    const TokenHistory& history, std::span<const int32_t> banned, uint64_t seed,
+                    uint64_t step, int32_t top_n, TokenLogprobs* logprobs);
+
   // The uniform draw in [0, 1) for (seed, step).
   static double Uniform(uint64_t seed, uint64_t step);
 
  private:
   std::vector<std::pair<float, int32_t>> candidates_;  // scratch, reused between calls
+  std::vector<float> processed_;                       // SampleRow's copy of a processed row
 };
 
 }  // namespace kvasir

@@ -54,7 +54,6 @@ struct Csv {
 struct Ceilings {
   double copy_gbs = 0;
   double gemm_tflops = 0;
-  double d2h_gbs = 0;  // device to pinned host: what a step's logits travel over
 };
 
 double Median(std::vector<double> v) {
@@ -96,14 +95,6 @@ Ceilings MeasureCeilings(Csv& csv, bool quick) {
       EventMs([&] { cudaMemcpyAsync(dst->data(), src->data(), bytes, cudaMemcpyDeviceToDevice); },
               quick ? 5 : 20);
   c.copy_gbs = 2.0 * bytes / (copy_ms * 1e-3) / 1e9;
-  void* pinned = nullptr;
-  const size_t d2h_bytes = size_t{256} << 20;
-  if (cudaHostAlloc(&pinned, d2h_bytes, cudaHostAllocDefault) == cudaSuccess) {
-    const double d2h_ms = EventMs(
-        [&] { cudaMemcpyAsync(pinned, src->data(), d2h_bytes, cudaMemcpyDeviceToHost); }, 10);
-    c.d2h_gbs = d2h_bytes / (d2h_ms * 1e-3) / 1e9;
-    cudaFreeHost(pinned);
-  }
 
   const int64_t n = 8192;
   auto gemm = cuda::CublasLtGemm::Create();
@@ -123,13 +114,10 @@ Ceilings MeasureCeilings(Csv& csv, bool quick) {
   a.m = a.n = a.k = n;
   const double gemm_ms = EventMs([&] { CHECK_OK((*gemm)->Run(a, nullptr)); }, quick ? 5 : 20);
   c.gemm_tflops = 2.0 * n * n * n / (gemm_ms * 1e-3) / 1e12;
-  std::printf(
-      "ceilings: copy %.0f GB/s (read + write), bf16 GEMM 8192^3 %.0f TFLOP/s, device to "
-      "pinned host %.1f GB/s\n\n",
-      c.copy_gbs, c.gemm_tflops, c.d2h_gbs);
+  std::printf("ceilings: copy %.0f GB/s (read + write), bf16 GEMM 8192^3 %.0f TFLOP/s\n\n",
+              c.copy_gbs, c.gemm_tflops);
   csv.Row(absl::StrFormat("ceiling,copy_gbs,%.1f", c.copy_gbs));
   csv.Row(absl::StrFormat("ceiling,gemm_tflops,%.1f", c.gemm_tflops));
-  csv.Row(absl::StrFormat("ceiling,d2h_gbs,%.1f", c.d2h_gbs));
   return c;
 }
 

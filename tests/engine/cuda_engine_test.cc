@@ -150,25 +150,15 @@ void RunGreedyThroughEngine(const GoldenCase& param, bool cuda_graphs) {
   const nlohmann::json ref = ReadJson(FixturePath("models/" + param.reference));
   int matched = 0, total = 0;
   for (int round = 0; round < 2; ++round) {
-    std::vector<std::shared_ptr<CollectingSink>> sinks;
-    int i = 0;
-    for (const auto& c : ref["cases"]) {
-      EngineRequest r;
-      r.id = "golden-" + std::to_string(round) + "-" + std::to_string(i++);
-      r.prompt_ids = c["prompt_ids"].get<std::vector<int32_t>>();
-      r.max_tokens = static_cast<int32_t>(c["greedy_ids"].size());
-      r.ignore_eos = true;
-      r.logprobs = 5;
-      sinks.push_back(std::make_shared<CollectingSink>());
-      ASSERT_TRUE((*engine)->Submit(r, sinks.back()).ok());
-    }
-    i = 0;
-    for (const auto& c : ref["cases"]) {
-      RequestOutput out = sinks[i++]->Wait();
-      EXPECT_EQ(out.finish_reason, FinishReason::kLength);
+    const std::vector<RequestOutput> outs =
+        testing::RunGoldenCases(**engine, ref, "golden-" + std::to_string(round), 5);
+    ASSERT_EQ(outs.size(), ref["cases"].size());
+    for (size_t i = 0; i < outs.size(); ++i) {
+      const auto& c = ref["cases"][i];
+      EXPECT_EQ(outs[i].finish_reason, FinishReason::kLength);
       const auto expected = c["greedy_ids"].get<std::vector<int32_t>>();
       matched +=
-          CompareGreedy(out, expected,
+          CompareGreedy(outs[i], expected,
                         param.model_dir + ", prompt of " + std::to_string(c["prompt_ids"].size()) +
                             " tokens, round " + std::to_string(round));
       total += static_cast<int>(expected.size());

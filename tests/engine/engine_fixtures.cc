@@ -92,6 +92,25 @@ EngineRequest GreedyRequest(const std::string& id, std::vector<int32_t> prompt,
   return r;
 }
 
+std::vector<RequestOutput> RunGoldenCases(Engine& engine, const nlohmann::json& reference,
+                                          const std::string& id_prefix,
+                                          std::optional<int32_t> logprobs) {
+  std::vector<std::shared_ptr<CollectingSink>> sinks;
+  for (const auto& c : reference["cases"]) {
+    EngineRequest r = GreedyRequest(id_prefix + "-" + std::to_string(sinks.size()),
+                                    c["prompt_ids"].get<std::vector<int32_t>>(),
+                                    static_cast<int32_t>(c["greedy_ids"].size()));
+    r.logprobs = logprobs;
+    sinks.push_back(std::make_shared<CollectingSink>());
+    const absl::Status submitted = engine.Submit(r, sinks.back());
+    EXPECT_TRUE(submitted.ok()) << submitted;
+    if (!submitted.ok()) sinks.pop_back();
+  }
+  std::vector<RequestOutput> outputs;
+  for (const auto& sink : sinks) outputs.push_back(sink->Wait());
+  return outputs;
+}
+
 void ExpectDummyModelRunsDeterministically(const nlohmann::json& config, const std::string& tag,
                                            const std::function<void(const Engine&)>& check) {
   const std::filesystem::path dir =

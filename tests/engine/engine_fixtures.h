@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,13 @@ void ExpectDummyModelRunsDeterministically(const nlohmann::json& config, const s
 
 // A greedy request that ignores the model's stop tokens (so its length is max_tokens).
 EngineRequest GreedyRequest(const std::string& id, std::vector<int32_t> prompt, int32_t max_tokens);
+
+// Submits every case of a golden reference.json (tools/gen_golden_models.py) at once as a greedy
+// request as long as the case's greedy_ids (ids "<id_prefix>-<i>", `logprobs` alternatives when
+// set) and returns each request's whole output, in case order.
+std::vector<RequestOutput> RunGoldenCases(Engine& engine, const nlohmann::json& reference,
+                                          const std::string& id_prefix,
+                                          std::optional<int32_t> logprobs = std::nullopt);
 
 // Collects a request's outputs, per choice; Wait() blocks until the request's final one.
 class CollectingSink : public RequestSink {

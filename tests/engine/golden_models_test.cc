@@ -14,7 +14,6 @@ namespace kvasir {
 namespace {
 
 using testing::AllLogits;
-using testing::CollectingSink;
 using testing::FixturePath;
 using testing::ReadJson;
 
@@ -67,22 +66,13 @@ TEST_P(GoldenModelTest, GreedyContinuationsThroughTheEngineMatchTransformers) {
   ASSERT_TRUE(engine.ok()) << engine.status();
   const nlohmann::json ref = ReadJson(FixturePath("models/" + GetParam().reference));
   for (int round = 0; round < 2; ++round) {
-    std::vector<std::shared_ptr<CollectingSink>> sinks;
-    int i = 0;
-    for (const auto& c : ref["cases"]) {
-      EngineRequest r;
-      r.id = "golden-" + std::to_string(round) + "-" + std::to_string(i++);
-      r.prompt_ids = c["prompt_ids"].get<std::vector<int32_t>>();
-      r.max_tokens = static_cast<int32_t>(c["greedy_ids"].size());
-      r.ignore_eos = true;
-      sinks.push_back(std::make_shared<CollectingSink>());
-      ASSERT_TRUE((*engine)->Submit(r, sinks.back()).ok());
-    }
-    i = 0;
-    for (const auto& c : ref["cases"]) {
-      RequestOutput out = sinks[i++]->Wait();
-      EXPECT_EQ(out.finish_reason, FinishReason::kLength);
-      EXPECT_EQ(out.token_ids, c["greedy_ids"].get<std::vector<int32_t>>())
+    const std::vector<RequestOutput> outs =
+        testing::RunGoldenCases(**engine, ref, "golden-" + std::to_string(round));
+    ASSERT_EQ(outs.size(), ref["cases"].size());
+    for (size_t i = 0; i < outs.size(); ++i) {
+      const auto& c = ref["cases"][i];
+      EXPECT_EQ(outs[i].finish_reason, FinishReason::kLength);
+      EXPECT_EQ(outs[i].token_ids, c["greedy_ids"].get<std::vector<int32_t>>())
           << "prompt of " << c["prompt_ids"].size() << " tokens, round " << round;
     }
   }
